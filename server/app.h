@@ -1,0 +1,22 @@
+/*
+ * app: the state one running server owns, passed to every handler. Built by
+ * main.c, read by the modules; nothing in it changes after start except
+ * through the engine and store, which have their own locks.
+ */
+#ifndef AUTHMOCK_APP_H
+#define AUTHMOCK_APP_H
+
+#include "config.h"
+#include "fixtures.h"
+#include "scenario.h"
+#include "store.h"
+
+struct app {
+    struct config cfg;
+    struct store *store;
+    struct fixtures fixtures;
+    struct scenario_engine *engine;
+    double started; /* monotonic seconds at start */
+};
+
+#endif

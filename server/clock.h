@@ -1,0 +1,22 @@
+/*
+ * clock: the mock clock. Every expiry, window and one-time-code check reads
+ * clock_now(), which is real time plus an offset that the admin API moves, so
+ * tests advance time instead of sleeping.
+ */
+#ifndef AUTHMOCK_CLOCK_H
+#define AUTHMOCK_CLOCK_H
+
+#include <stddef.h>
+
+/* Seconds since the epoch on the mock clock, with microsecond resolution. */
+double clock_now(void);
+/* Seconds on a monotonic clock: for latencies and uptime, never for mock time. */
+double clock_monotonic(void);
+double clock_offset(void);
+void clock_set_offset(double seconds);
+/* Formats `t` as ISO-8601 UTC with milliseconds and a Z, into out[32]. */
+void clock_format(double t, char out[32]);
+/* Parses ISO-8601 (date, 'T', time, optional fraction, Z or ±hh:mm). Returns 0 on success. */
+int clock_parse(const char *text, double *out);
+
+#endif

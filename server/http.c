@@ -1,0 +1,562 @@
+/*
+ * http: libmicrohttpd 0.9.75 with an epoll thread pool.
+ *
+ * Each connection's request gets a struct request_ctx on the first call of
+ * the access handler. The body is accumulated into it (never assumed
+ * NUL-terminated); a declared or actual body over HTTP_MAX_BODY gets 413. A
+ * delayed reply suspends the connection and a timer thread resumes it when
+ * due, so a delay holds no worker thread. The completion callback writes the
+ * log line and frees the context.
+ */
+#include "http.h"
+#include "app.h"
+#include "clock.h"
+#include "log.h"
+#include "router.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct request_ctx {
+    struct buf body;
+    int too_large;
+    int answered;
+    double started;
+    struct http_response *pending; /* a delayed reply waiting for its time */
+    struct http_response log;      /* what the log line needs, kept after queueing */
+    int status;
+    char method[16];
+    char path[256];
+    char query[512];
+};
+
+/* ---- delayed replies -------------------------------------------------- */
+
+struct delayed {
+    double due;
+    struct MHD_Connection *conn;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct delayed *items;
+    size_t n, cap;
+    int stop;
+    pthread_t thread;
+} timer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0};
+
+static _Atomic long inflight;
+
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&timer.lock);
+    for (;;) {
+        double now = clock_monotonic();
+        /* Resume every connection that is due (all of them when stopping). */
+        size_t i = 0;
+        while (i < timer.n) {
+            if (timer.items[i].due <= now || timer.stop) {
+                MHD_resume_connection(timer.items[i].conn);
+                timer.items[i] = timer.items[--timer.n];
+            } else {
+                i++;
+            }
+        }
+        if (timer.stop && timer.n == 0)
+            break;
+        double next = -1;
+        for (i = 0; i < timer.n; i++)
+            if (next < 0 || timer.items[i].due < next)
+                next = timer.items[i].due;
+        if (next < 0) {
+            pthread_cond_wait(&timer.cond, &timer.lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double wait = next - now;
+            long sec = (long)wait;
+            long nsec = (long)((wait - (double)sec) * 1e9) + ts.tv_nsec;
+            ts.tv_sec += sec + nsec / 1000000000L;
+            ts.tv_nsec = nsec % 1000000000L;
+            pthread_cond_timedwait(&timer.cond, &timer.lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&timer.lock);
+    return NULL;
+}
+
+static int timer_schedule(struct MHD_Connection *conn, double due)
+{
+    pthread_mutex_lock(&timer.lock);
+    if (timer.n == timer.cap) {
+        size_t cap = timer.cap ? timer.cap * 2 : 64;
+        struct delayed *items = realloc(timer.items, cap * sizeof *items);
+        if (!items) {
+            pthread_mutex_unlock(&timer.lock);
+            return -1;
+        }
+        timer.items = items;
+        timer.cap = cap;
+    }
+    timer.items[timer.n].due = due;
+    timer.items[timer.n++].conn = conn;
+    pthread_cond_signal(&timer.cond);
+    pthread_mutex_unlock(&timer.lock);
+    return 0;
+}
+
+/* ---- request helpers -------------------------------------------------- */
+
+const char *http_header(const struct http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query_arg(const struct http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_cookie(const struct http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+int http_namespace(const struct http_request *r, char *out, size_t cap)
+{
+    const char *ns = http_header(r, "X-Authmock-Namespace");
+    out[0] = '\0';
+    if (!ns)
+        return 0;
+    size_t n = strlen(ns);
+    if (n >= cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)ns[i] < 0x21 || (unsigned char)ns[i] > 0x7e)
+            return -1;
+    memcpy(out, ns, n + 1);
+    return 0;
+}
+
+void http_reply_raw(struct http_response *resp, int status, const char *content_type,
+                    const char *body, size_t len)
+{
+    free(resp->body);
+    resp->body = malloc(len + 1);
+    if (resp->body) {
+        memcpy(resp->body, body, len);
+        resp->body[len] = '\0';
+    }
+    resp->body_len = resp->body ? len : 0;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
+void http_reply_json(struct http_response *resp, int status, const char *content_type,
+                     const cJSON *tree)
+{
+    free(resp->body);
+    resp->body = json_render(tree, &resp->body_len);
+    if (!resp->body) {
+        resp->body_len = 0;
+        status = 500;
+    }
+    resp->status = status;
+    resp->content_type = content_type ? content_type : "application/json; charset=utf-8";
+}
+
+void http_reply_error(struct http_response *resp, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    http_reply_json(resp, status, NULL, o);
+    cJSON_Delete(o);
+}
+
+void http_add_header(struct http_response *resp, const char *name, const char *value)
+{
+    for (int i = 0; i < resp->nheaders; i++) {
+        if (strcasecmp(resp->header_names[i], name) == 0) {
+            free(resp->header_values[i]);
+            resp->header_values[i] = strdup(value);
+            return;
+        }
+    }
+    if (resp->nheaders >= HTTP_MAX_HEADERS)
+        return;
+    resp->header_names[resp->nheaders] = strdup(name);
+    resp->header_values[resp->nheaders++] = strdup(value);
+}
+
+static void response_free(struct http_response *resp)
+{
+    if (!resp)
+        return;
+    free(resp->body);
+    for (int i = 0; i < resp->nheaders; i++) {
+        free(resp->header_names[i]);
+        free(resp->header_values[i]);
+    }
+    free(resp);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+struct truncated {
+    char *body;
+    size_t len;
+};
+
+static ssize_t truncated_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct truncated *t = cls;
+    size_t half = t->len / 2;
+    if (pos >= half)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = half - (size_t)pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, t->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void truncated_free(void *cls)
+{
+    struct truncated *t = cls;
+    free(t->body);
+    free(t);
+}
+
+static enum MHD_Result send_response(struct app *app, struct MHD_Connection *conn,
+                                     struct request_ctx *ctx, struct http_response *resp)
+{
+    struct MHD_Response *r;
+    if (resp->fault == FAULT_TRUNCATE && resp->body_len > 1) {
+        /* Announce the whole length, send half, then close: a truncated body. */
+        struct truncated *t = malloc(sizeof *t);
+        if (!t)
+            return MHD_NO;
+        t->body = resp->body;
+        t->len = resp->body_len;
+        resp->body = NULL;
+        r = MHD_create_response_from_callback(t->len, 4096, truncated_reader, t, truncated_free);
+    } else {
+        r = MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE);
+        resp->body = NULL;
+    }
+    if (!r)
+        return MHD_NO;
+    if (resp->content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    for (int i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->header_names[i], resp->header_values[i]);
+    if (app->cfg.cors) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", app->cfg.cors);
+        MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(r, "Vary", "Origin");
+    }
+    ctx->status = resp->status;
+    ctx->log.api = resp->api;
+    memcpy(ctx->log.ns, resp->ns, sizeof ctx->log.ns);
+    memcpy(ctx->log.scenario, resp->scenario, sizeof ctx->log.scenario);
+    memcpy(ctx->log.state_from, resp->state_from, sizeof ctx->log.state_from);
+    memcpy(ctx->log.state_to, resp->state_to, sizeof ctx->log.state_to);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)resp->status, r);
+    MHD_destroy_response(r);
+    ctx->answered = 1;
+    return ret;
+}
+
+static void preflight(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    http_reply_raw(resp, 204, NULL, "", 0);
+    http_add_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+    const char *h = http_header(req, "Access-Control-Request-Headers");
+    http_add_header(resp, "Access-Control-Allow-Headers",
+                    h ? h : "Content-Type, Authorization, X-Client-Id, X-Client-Secret");
+    http_add_header(resp, "Access-Control-Max-Age", "600");
+    (void)app;
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct request_ctx *ctx = cls;
+    size_t n = strlen(ctx->query);
+    (void)kind;
+    snprintf(ctx->query + n, sizeof ctx->query - n, "%s%s=%s", n ? "&" : "", key,
+             value ? value : "");
+    return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct app *app = cls;
+    struct request_ctx *ctx = *con_cls;
+    (void)version;
+    if (!ctx) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+            return MHD_NO;
+        ctx->started = clock_monotonic();
+        snprintf(ctx->method, sizeof ctx->method, "%s", method);
+        snprintf(ctx->path, sizeof ctx->path, "%s", url);
+        *con_cls = ctx;
+        atomic_fetch_add(&inflight, 1);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)
+            ctx->too_large = 1;
+        if (!ctx->too_large)
+            return MHD_YES;
+        /* Refuse before reading the body at all. */
+        struct http_response resp = {0};
+        http_reply_error(&resp, 413, "request body is larger than %d bytes", HTTP_MAX_BODY);
+        enum MHD_Result r = send_response(app, conn, ctx, &resp);
+        free(resp.body);
+        return r;
+    }
+    if (ctx->answered)
+        return MHD_YES; /* a 413 already went out; the rest of the body is discarded */
+    if (ctx->pending) {
+        struct http_response *resp = ctx->pending;
+        ctx->pending = NULL;
+        enum MHD_Result r =
+            resp->fault == FAULT_DROP ? MHD_NO : send_response(app, conn, ctx, resp);
+        response_free(resp);
+        return r;
+    }
+    if (*upload_data_size) {
+        if (!ctx->too_large) {
+            if (ctx->body.len + *upload_data_size > HTTP_MAX_BODY) {
+                ctx->too_large = 1;
+                buf_free(&ctx->body);
+            } else if (buf_append(&ctx->body, upload_data, *upload_data_size)) {
+                return MHD_NO;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    struct http_response *resp = calloc(1, sizeof *resp);
+    if (!resp)
+        return MHD_NO;
+    if (ctx->too_large) {
+        http_reply_error(resp, 413, "request body is larger than %d bytes", HTTP_MAX_BODY);
+    } else {
+        char ip[INET6_ADDRSTRLEN] = "";
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+        }
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, ctx);
+        struct http_request req = {
+            .conn = conn,
+            .method = method,
+            .path = url,
+            .query = ctx->query,
+            .body = ctx->body.data ? ctx->body.data : "",
+            .body_len = ctx->body.len,
+            .client_ip = ip,
+        };
+        if (app->cfg.cors && strcmp(method, "OPTIONS") == 0)
+            preflight(app, &req, resp);
+        else
+            router_dispatch(app, &req, resp);
+    }
+    if (resp->delay_ms > 0) {
+        ctx->pending = resp;
+        MHD_suspend_connection(conn);
+        if (timer_schedule(conn, clock_monotonic() + (double)resp->delay_ms / 1000.0) == 0)
+            return MHD_YES;
+        ctx->pending = NULL;
+        MHD_resume_connection(conn);
+    }
+    enum MHD_Result r = resp->fault == FAULT_DROP ? MHD_NO : send_response(app, conn, ctx, resp);
+    if (resp->fault == FAULT_DROP)
+        ctx->status = 0;
+    response_free(resp);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request_ctx *ctx = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!ctx)
+        return;
+    struct log_request line = {
+        .method = ctx->method,
+        .path = ctx->path,
+        .query = ctx->query,
+        .status = ctx->status,
+        .latency_ms = (clock_monotonic() - ctx->started) * 1000.0,
+        .api = ctx->log.api,
+        .ns = ctx->log.ns[0] ? ctx->log.ns : NULL,
+        .scenario = ctx->log.scenario[0] ? ctx->log.scenario : NULL,
+        .state_from = ctx->log.state_from[0] ? ctx->log.state_from : NULL,
+        .state_to = ctx->log.state_to[0] ? ctx->log.state_to : NULL,
+    };
+    log_request(&line);
+    response_free(ctx->pending);
+    buf_free(&ctx->body);
+    free(ctx);
+    *con_cls = NULL;
+    atomic_fetch_sub(&inflight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_error("libmicrohttpd: %s", msg);
+}
+
+static char *read_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    if (!b.data) {
+        snprintf(err, errlen, "%s: empty file", path);
+        return NULL;
+    }
+    return b.data;
+}
+
+int http_serve(struct app *app, char *err, size_t errlen)
+{
+    const struct config *cfg = &app->cfg;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->bind, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)cfg->port);
+    } else if (inet_pton(AF_INET6, cfg->bind, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "--bind %s: not an IPv4 or IPv6 address", cfg->bind);
+        return -1;
+    }
+    char *cert = NULL, *key = NULL;
+    if (cfg->tls_cert) {
+        if (!(cert = read_pem(cfg->tls_cert, err, errlen)) ||
+            !(key = read_pem(cfg->tls_key, err, errlen))) {
+            free(cert);
+            return -1;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned int threads =
+        cfg->threads > 0 ? (unsigned int)cfg->threads : (unsigned int)(ncpu > 0 ? ncpu : 2);
+
+    /* Signals are taken by sigwait below: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct MHD_OptionItem tls_opts[] = {
+        {cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert},
+        {cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+    if (!d) {
+        snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)", cfg->bind,
+                 cfg->port);
+        free(cert);
+        free(key);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    int port = info ? info->port : cfg->port;
+    timer.stop = 0;
+    pthread_create(&timer.thread, NULL, timer_main, NULL);
+
+    printf("authmock %s listening on %s://%s%s%s:%d (fixtures: %zu, scenarios: %zu, profile: %s)\n",
+           AUTHMOCK_VERSION, cert ? "https" : "http", strchr(cfg->bind, ':') ? "[" : "", cfg->bind,
+           strchr(cfg->bind, ':') ? "]" : "", port, fixtures_count(&app->fixtures),
+           scenario_engine_count(app->engine),
+           cfg->profile == PROFILE_SERVER ? "server" : "documented");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("received %s: draining in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+
+    /* Stop accepting, let in-flight requests (delayed ones too) finish, then stop. */
+    MHD_socket listen_fd = MHD_quiesce_daemon(d);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    double deadline = clock_monotonic() + 10.0;
+    while (atomic_load(&inflight) > 0 && clock_monotonic() < deadline)
+        usleep(5000);
+    pthread_mutex_lock(&timer.lock);
+    timer.stop = 1;
+    pthread_cond_signal(&timer.cond);
+    pthread_mutex_unlock(&timer.lock);
+    pthread_join(timer.thread, NULL);
+    MHD_stop_daemon(d);
+    free(timer.items);
+    timer.items = NULL;
+    timer.n = timer.cap = 0;
+    free(cert);
+    free(key);
+    return 0;
+}

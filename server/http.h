@@ -1,0 +1,76 @@
+/*
+ * http: the libmicrohttpd glue. It runs the daemon (epoll, thread pool),
+ * accumulates request bodies length-delimited up to a cap (64 KiB, then 413),
+ * hands each complete request to the router, and sends the reply: with extra
+ * headers, after a delay (the connection is suspended, no thread sleeps), or
+ * with a fault (connection dropped, body truncated). It also owns graceful
+ * shutdown and the per-request log line.
+ */
+#ifndef AUTHMOCK_HTTP_H
+#define AUTHMOCK_HTTP_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#define HTTP_MAX_BODY    (64 * 1024)
+#define HTTP_MAX_PARAMS  4
+#define HTTP_MAX_HEADERS 16
+
+struct app;
+struct MHD_Connection;
+
+struct http_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    const char *query; /* decoded "k=v&k=v" for logs, "" when none */
+    const char *body;  /* not NUL-terminated: use body_len */
+    size_t body_len;
+    const char *client_ip;
+    const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the matched route, decoded */
+    size_t nparams;
+};
+
+enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE };
+
+struct http_response {
+    int status;
+    const char *content_type; /* static string */
+    char *body;               /* malloc'd, owned */
+    size_t body_len;
+    char *header_names[HTTP_MAX_HEADERS];
+    char *header_values[HTTP_MAX_HEADERS];
+    int nheaders;
+    enum http_fault fault;
+    long delay_ms;
+    /* For the log line. */
+    const char *api;
+    char ns[64];
+    char scenario[64];
+    char state_from[64];
+    char state_to[64];
+};
+
+const char *http_header(const struct http_request *r, const char *name);
+const char *http_query_arg(const struct http_request *r, const char *name);
+const char *http_cookie(const struct http_request *r, const char *name);
+
+/* Sets the body to `tree` rendered (the tree stays the caller's). */
+void http_reply_json(struct http_response *resp, int status, const char *content_type,
+                     const cJSON *tree);
+/* A JSON {"error": message} body with `status`: for admin and routing errors. */
+void http_reply_error(struct http_response *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void http_reply_raw(struct http_response *resp, int status, const char *content_type,
+                    const char *body, size_t len);
+void http_add_header(struct http_response *resp, const char *name, const char *value);
+
+/* The X-Authmock-Namespace header into out ("" when absent). Returns -1 when
+ * it is longer than cap - 1 bytes or has characters other than printable ASCII. */
+int http_namespace(const struct http_request *r, char *out, size_t cap);
+
+/* Starts serving, prints the listening line, blocks until SIGTERM/SIGINT,
+ * drains in-flight requests and returns 0; or returns -1 with a message. */
+int http_serve(struct app *app, char *err, size_t errlen);
+
+#endif

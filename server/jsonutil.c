@@ -1,0 +1,206 @@
+/*
+ * jsonutil: byte buffers, cJSON conveniences, and the encodings (Base64,
+ * hex, SHA-1) the API modules need. The encodings come from nettle so no
+ * hand-written crypto or codec lives in this project.
+ */
+#include "jsonutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nettle/base64.h>
+#include <nettle/sha1.h>
+
+int buf_append(struct buf *b, const void *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof small)
+        return buf_append(b, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int err = buf_append(b, big, (size_t)n);
+    free(big);
+    return err;
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+const char *json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+cJSON *json_add_str_or_null(cJSON *obj, const char *key, const char *value)
+{
+    return value ? cJSON_AddStringToObject(obj, key, value) : cJSON_AddNullToObject(obj, key);
+}
+
+int json_merge(cJSON *dst, const cJSON *src)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, src)
+    {
+        cJSON *existing = cJSON_GetObjectItemCaseSensitive(dst, item->string);
+        if (existing && cJSON_IsObject(existing) && cJSON_IsObject(item)) {
+            if (json_merge(existing, item))
+                return -1;
+            continue;
+        }
+        cJSON *copy = cJSON_Duplicate(item, 1);
+        if (!copy)
+            return -1;
+        if (existing)
+            cJSON_ReplaceItemViaPointer(dst, existing, copy);
+        else
+            cJSON_AddItemToObject(dst, item->string, copy);
+    }
+    return 0;
+}
+
+char *json_render(const cJSON *item, size_t *len)
+{
+    char *text = cJSON_PrintUnformatted(item);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+cJSON *json_parse(const char *data, size_t len, size_t *err_offset)
+{
+    const char *end = NULL;
+    /* cJSON_ParseWithLengthOpts reports the error position through `end`,
+     * which, unlike cJSON_GetErrorPtr, is not shared between threads. */
+    cJSON *doc = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!doc) {
+        *err_offset = end && end >= data ? (size_t)(end - data) : 0;
+        return NULL;
+    }
+    /* Only white space may follow the value. */
+    while (end < data + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (end != data + len) {
+        *err_offset = (size_t)(end - data);
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+char *b64_encode(const void *data, size_t len)
+{
+    char *out = malloc(BASE64_ENCODE_RAW_LENGTH(len) + 1);
+    if (!out)
+        return NULL;
+    base64_encode_raw(out, len, data);
+    out[BASE64_ENCODE_RAW_LENGTH(len)] = '\0';
+    return out;
+}
+
+char *b64url_encode(const void *data, size_t len)
+{
+    struct base64_encode_ctx ctx;
+    size_t cap = BASE64_ENCODE_LENGTH(len) + BASE64_ENCODE_FINAL_LENGTH + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    base64url_encode_init(&ctx);
+    size_t n = base64_encode_update(&ctx, out, len, data);
+    n += base64_encode_final(&ctx, out + n);
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    out[n] = '\0';
+    return out;
+}
+
+int b64_decode(const char *text, char **out, size_t *out_len)
+{
+    size_t in_len = strlen(text);
+    struct base64_decode_ctx ctx;
+    char *dst = malloc(BASE64_DECODE_LENGTH(in_len) + 1);
+    if (!dst)
+        return -1;
+    size_t n = BASE64_DECODE_LENGTH(in_len);
+    base64_decode_init(&ctx);
+    if (in_len % 4 != 0 || !base64_decode_update(&ctx, &n, (uint8_t *)dst, in_len, text) ||
+        !base64_decode_final(&ctx)) {
+        free(dst);
+        return -1;
+    }
+    dst[n] = '\0';
+    *out = dst;
+    *out_len = n;
+    return 0;
+}
+
+void hex_encode(const unsigned char *data, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[data[i] >> 4];
+        out[2 * i + 1] = digits[data[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+void sha1_hex(const void *data, size_t len, char out[41])
+{
+    struct sha1_ctx ctx;
+    uint8_t digest[SHA1_DIGEST_SIZE];
+    sha1_init(&ctx);
+    sha1_update(&ctx, len, data);
+    sha1_digest(&ctx, sizeof digest, digest);
+    hex_encode(digest, sizeof digest, out);
+}
+
+void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    buf_printf(&p->text, "%s: %s: %s\n", file, path, msg);
+    p->count++;
+}
+
+void problems_free(struct problems *p)
+{
+    buf_free(&p->text);
+    p->count = 0;
+}

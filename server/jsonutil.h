@@ -1,0 +1,52 @@
+/*
+ * jsonutil: small helpers shared by every module. A growable byte buffer,
+ * typed look-ups into cJSON objects, Base64 and hex through nettle, and the
+ * rendering of a cJSON tree to a malloc'd string. Nothing here knows about
+ * HTTP or either emulated API.
+ */
+#ifndef AUTHMOCK_JSONUTIL_H
+#define AUTHMOCK_JSONUTIL_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(struct buf *b);
+
+/* Returns the string member `key`, or NULL when it is absent, null or not a string. */
+const char *json_str(const cJSON *obj, const char *key);
+/* Adds `key: value`, or `key: null` when value is NULL. Returns the new item or NULL. */
+cJSON *json_add_str_or_null(cJSON *obj, const char *key, const char *value);
+/* Deep-merges `src` into `dst`: objects merge key by key, anything else replaces. */
+int json_merge(cJSON *dst, const cJSON *src);
+/* Renders unformatted JSON; the caller frees the result with free(). */
+char *json_render(const cJSON *item, size_t *len);
+/* Parses exactly `len` bytes; on failure returns NULL and sets *err_offset. */
+cJSON *json_parse(const char *data, size_t len, size_t *err_offset);
+
+/* Standard Base64 (RFC 4648 §4). Decoding fails on anything but canonical input. */
+char *b64_encode(const void *data, size_t len);
+int b64_decode(const char *text, char **out, size_t *out_len);
+/* Base64 without padding, URL alphabet: for opaque tokens. */
+char *b64url_encode(const void *data, size_t len);
+void hex_encode(const unsigned char *data, size_t len, char *out);
+
+/* Lower-case hex SHA-1 of `data` into out[41]. */
+void sha1_hex(const void *data, size_t len, char out[41]);
+
+/* A list of validation problems, one "file: json-path: message" line each. */
+struct problems {
+    struct buf text;
+    int count;
+};
+void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void problems_free(struct problems *p);
+#endif

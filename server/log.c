@@ -1,0 +1,173 @@
+/*
+ * log: formats lines into a stack buffer and writes each with one write(2)
+ * so lines from different threads never interleave.
+ */
+#include "log.h"
+#include "clock.h"
+#include "jsonutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static enum log_format log_fmt = LOG_TEXT;
+static int log_quiet;
+
+void log_init(enum log_format format, int quiet)
+{
+    log_fmt = format;
+    log_quiet = quiet;
+}
+
+static void write_line(const char *line, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, line, len);
+        if (n <= 0)
+            return;
+        line += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Appends `s` to out as the inside of a JSON string. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static void log_message(const char *level, const char *fmt, va_list ap)
+{
+    char msg[1024], line[2200], now[32];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    clock_format(clock_now() - clock_offset(), now);
+    int n;
+    if (log_fmt == LOG_JSON) {
+        char esc[2100];
+        json_escape(esc, sizeof esc, msg);
+        n = snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", now,
+                     level, esc);
+    } else {
+        n = snprintf(line, sizeof line, "%s %s %s\n", now, level, msg);
+    }
+    if (n > 0)
+        write_line(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+void log_info(const char *fmt, ...)
+{
+    if (log_quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_message("info", fmt, ap);
+    va_end(ap);
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_message("error", fmt, ap);
+    va_end(ap);
+}
+
+int log_is_secret_name(const char *name, size_t len)
+{
+    static const char *const words[] = {"password", "secret", "token", "code",   "pin",
+                                        "answer",   "key",    "auth",  "cookie", "hash"};
+    char lower[64];
+    if (len >= sizeof lower)
+        len = sizeof lower - 1;
+    for (size_t i = 0; i < len; i++)
+        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    lower[len] = '\0';
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(lower, words[i]))
+            return 1;
+    return 0;
+}
+
+void log_mask_query(const char *query, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    if (!query || cap == 0)
+        return;
+    const char *p = query;
+    while (*p && n + 1 < cap) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t keep = plen;
+        int mask = eq && log_is_secret_name(p, (size_t)(eq - p));
+        if (mask)
+            keep = (size_t)(eq - p) + 1;
+        if (n + keep + 4 >= cap)
+            break;
+        memcpy(out + n, p, keep);
+        n += keep;
+        if (mask) {
+            memcpy(out + n, "***", 3);
+            n += 3;
+        }
+        if (!amp)
+            break;
+        out[n++] = '&';
+        p = amp + 1;
+    }
+    out[n] = '\0';
+}
+
+void log_request(const struct log_request *r)
+{
+    if (log_quiet)
+        return;
+    char line[2048], now[32], query[700], path[512];
+    clock_format(clock_now() - clock_offset(), now);
+    log_mask_query(r->query, query, sizeof query);
+    int n;
+    if (log_fmt == LOG_JSON) {
+        char epath[600], equery[800], escen[200];
+        json_escape(epath, sizeof epath, r->path);
+        json_escape(equery, sizeof equery, query);
+        json_escape(escen, sizeof escen, r->scenario ? r->scenario : "");
+        n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%s\","
+                     "\"path\":\"%s\",\"query\":\"%s\",\"status\":%d,\"latencyMs\":%.3f,"
+                     "\"api\":\"%s\",\"namespace\":\"%s\",\"scenario\":\"%s\",\"stateFrom\":\"%s\","
+                     "\"stateTo\":\"%s\"}\n",
+                     now, r->method, epath, equery, r->status, r->latency_ms, r->api ? r->api : "",
+                     r->ns ? r->ns : "", escen, r->state_from ? r->state_from : "",
+                     r->state_to ? r->state_to : "");
+    } else {
+        snprintf(path, sizeof path, "%s", r->path);
+        n = snprintf(line, sizeof line,
+                     "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s%s%s\n", now, r->method,
+                     path, query[0] ? "?" : "", query, r->status, r->latency_ms,
+                     r->api ? r->api : "-", r->ns ? r->ns : "-", r->scenario ? r->scenario : "-",
+                     r->state_from ? " state=" : "", r->state_from ? r->state_from : "",
+                     r->state_from ? (r->state_to ? "" : "") : "");
+        if (r->state_from && r->state_to && n > 0 && (size_t)n < sizeof line - 1) {
+            n--; /* drop the newline, append the transition */
+            n += snprintf(line + n, sizeof line - (size_t)n, "->%s\n", r->state_to);
+        }
+    }
+    if (n > 0)
+        write_line(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}

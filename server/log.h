@@ -1,0 +1,35 @@
+/*
+ * log: one line per event on stderr, as text or JSON. Request lines carry
+ * method, path, masked query, status and latency; nothing secret is logged
+ * (query parameters with secret-looking names are masked, bodies never logged).
+ */
+#ifndef AUTHMOCK_LOG_H
+#define AUTHMOCK_LOG_H
+
+#include <stddef.h>
+
+enum log_format { LOG_TEXT, LOG_JSON };
+
+struct log_request {
+    const char *method;
+    const char *path;
+    const char *query; /* raw query string, without '?', may be NULL */
+    int status;
+    double latency_ms;
+    const char *api;      /* "mesh", "onlyoffice", "admin" or NULL */
+    const char *ns;       /* namespace or NULL */
+    const char *scenario; /* scenario name or NULL */
+    const char *state_from;
+    const char *state_to;
+};
+
+void log_init(enum log_format format, int quiet);
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_request(const struct log_request *r);
+/* Copies `query` into out (size cap) with the values of secret-looking parameters masked. */
+void log_mask_query(const char *query, char *out, size_t cap);
+/* Whether a field or parameter name names a secret (password, code, token, secret, key...). */
+int log_is_secret_name(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,1335 @@
+/*
+ * scenario: parsing, validation, binding and transitions.
+ *
+ * A scenario file is compiled once into plain structs (conditions with their
+ * regexes compiled, state names turned into indexes); the request path only
+ * evaluates them. Per-identity state lives in the store's `sessions` table and
+ * counter events in `counter_events`, both read and written while the store
+ * lock is held, so two concurrent requests for one identity never both win a
+ * transition.
+ */
+#include "scenario.h"
+#include "clock.h"
+#include "log.h"
+#include "rng.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define REQUESTS_COUNTER "requests"
+
+enum cond_op { COND_EQUALS, COND_PRESENT, COND_ABSENT, COND_REGEX, COND_VAR, COND_ONE_OF };
+
+struct field_cond {
+    char *field;
+    enum cond_op op;
+    const cJSON *value; /* EQUALS, ONE_OF: points into the scenario document */
+    const char *var;    /* VAR */
+    regex_t re;         /* REGEX */
+};
+
+struct count_cond {
+    int counter;
+    long at_least; /* -1 when unset */
+    long below;    /* -1 when unset */
+};
+
+enum gen_kind { GEN_UUID, GEN_CODE6, GEN_TOKEN };
+
+struct generate {
+    const char *var;
+    enum gen_kind kind;
+};
+
+struct step {
+    struct field_cond *conds;
+    size_t nconds;
+    struct count_cond *counts;
+    size_t ncounts;
+    double age_at_least, age_below; /* seconds in the current state; < 0 when unset */
+    const cJSON *reply;
+    int next; /* state index, or -1 to stay */
+    int *incr;
+    size_t nincr;
+    struct generate *gens;
+    size_t ngens;
+};
+
+struct state {
+    const char *name;
+    struct step *steps;
+    size_t nsteps;
+};
+
+struct limit {
+    int counter;
+    long max;
+    double window;
+    double block; /* 0: until the oldest event leaves the window */
+    const cJSON *reply;
+};
+
+struct scenario {
+    char *name;
+    char *api;
+    char *origin;
+    cJSON *doc;
+    struct field_cond *bind;
+    size_t nbind;
+    int initial;
+    struct state *states;
+    size_t nstates;
+    struct limit *limits;
+    size_t nlimits;
+    char **counters;
+    size_t ncounters;
+    double *window;       /* per counter: the largest window of a limit on it, 0 if none */
+    int requests_counter; /* index of "requests", or -1 */
+};
+
+struct scenario_set {
+    _Atomic int refs;
+    struct scenario **items;
+    size_t n, cap;
+};
+
+struct scenario_engine {
+    struct store *store;
+    pthread_mutex_t set_lock;
+    struct scenario_set *set;
+};
+
+/* ---- parsing ---------------------------------------------------------- */
+
+struct parser {
+    const char *file;
+    struct problems *p;
+    struct scenario *s;
+};
+
+static void free_conds(struct field_cond *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].op == COND_REGEX)
+            regfree(&c[i].re);
+        free(c[i].field);
+    }
+    free(c);
+}
+
+void scenario_free(struct scenario *s)
+{
+    if (!s)
+        return;
+    free_conds(s->bind, s->nbind);
+    for (size_t i = 0; i < s->nstates; i++) {
+        for (size_t j = 0; j < s->states[i].nsteps; j++) {
+            struct step *st = &s->states[i].steps[j];
+            free_conds(st->conds, st->nconds);
+            free(st->counts);
+            free(st->incr);
+            free(st->gens);
+        }
+        free(s->states[i].steps);
+    }
+    free(s->states);
+    free(s->limits);
+    for (size_t i = 0; i < s->ncounters; i++)
+        free(s->counters[i]);
+    free(s->counters);
+    free(s->window);
+    cJSON_Delete(s->doc);
+    free(s->name);
+    free(s->api);
+    free(s->origin);
+    free(s);
+}
+
+static int counter_index(struct scenario *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncounters; i++)
+        if (strcmp(s->counters[i], name) == 0)
+            return (int)i;
+    char **c = realloc(s->counters, (s->ncounters + 1) * sizeof *c);
+    double *w = realloc(s->window, (s->ncounters + 1) * sizeof *w);
+    if (c)
+        s->counters = c;
+    if (w)
+        s->window = w;
+    if (!c || !w)
+        return -1;
+    s->counters[s->ncounters] = strdup(name);
+    s->window[s->ncounters] = 0;
+    if (strcmp(name, REQUESTS_COUNTER) == 0)
+        s->requests_counter = (int)s->ncounters;
+    return (int)s->ncounters++;
+}
+
+static int state_index(const struct scenario *s, const char *name)
+{
+    for (size_t i = 0; i < s->nstates; i++)
+        if (strcmp(s->states[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int valid_name(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 64)
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') || (*n >= '0' && *n <= '9') ||
+              *n == '-' || *n == '_' || *n == '.'))
+            return 0;
+    return 1;
+}
+
+static int is_scalar(const cJSON *v)
+{
+    return cJSON_IsString(v) || cJSON_IsNumber(v) || cJSON_IsBool(v) || cJSON_IsNull(v);
+}
+
+/* Parses a number member that must be a non-negative whole number. */
+static int parse_count(struct parser *ps, const cJSON *v, const char *path, long *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble) ||
+        v->valuedouble > 1e9) {
+        problems_add(ps->p, ps->file, path, "must be a whole number from 0 to 1000000000");
+        return -1;
+    }
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+static int parse_seconds(struct parser *ps, const cJSON *v, const char *path, double *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9) {
+        problems_add(ps->p, ps->file, path, "must be a number of seconds from 0 to 1000000000");
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* A field condition: a scalar (equals) or an object with exactly one operator. */
+static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
+                            struct field_cond *c)
+{
+    memset(c, 0, sizeof *c);
+    c->field = strdup(v->string);
+    if (is_scalar(v)) {
+        c->op = COND_EQUALS;
+        c->value = v;
+        return 0;
+    }
+    if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != 1) {
+        problems_add(ps->p, ps->file, path,
+                     "must be a value to equal, or an object with one of equals, present, "
+                     "absent, regex, var, oneOf");
+        c->op = COND_PRESENT;
+        return -1;
+    }
+    const cJSON *op = v->child;
+    char sub[1024];
+    snprintf(sub, sizeof sub, "%.600s.%.400s", path, op->string);
+    if (strcmp(op->string, "equals") == 0) {
+        c->op = COND_EQUALS;
+        c->value = op;
+    } else if (strcmp(op->string, "present") == 0 || strcmp(op->string, "absent") == 0) {
+        if (!cJSON_IsTrue(op)) {
+            problems_add(ps->p, ps->file, sub, "must be true");
+            c->op = COND_PRESENT;
+            return -1;
+        }
+        c->op = op->string[0] == 'p' ? COND_PRESENT : COND_ABSENT;
+    } else if (strcmp(op->string, "regex") == 0) {
+        c->op = COND_PRESENT; /* until the regex compiles, so free_conds stays safe */
+        if (!cJSON_IsString(op)) {
+            problems_add(ps->p, ps->file, sub, "must be a string");
+            return -1;
+        }
+        int rc = regcomp(&c->re, op->valuestring, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char msg[200];
+            regerror(rc, &c->re, msg, sizeof msg);
+            problems_add(ps->p, ps->file, sub, "invalid regular expression: %s", msg);
+            return -1;
+        }
+        c->op = COND_REGEX;
+    } else if (strcmp(op->string, "var") == 0) {
+        if (!cJSON_IsString(op) || !valid_name(op->valuestring)) {
+            problems_add(ps->p, ps->file, sub, "must be a variable name");
+            c->op = COND_PRESENT;
+            return -1;
+        }
+        c->op = COND_VAR;
+        c->var = op->valuestring;
+    } else if (strcmp(op->string, "oneOf") == 0) {
+        if (!cJSON_IsArray(op) || cJSON_GetArraySize(op) == 0) {
+            problems_add(ps->p, ps->file, sub, "must be a non-empty array of values");
+            c->op = COND_PRESENT;
+            return -1;
+        }
+        c->op = COND_ONE_OF;
+        c->value = op;
+    } else {
+        problems_add(ps->p, ps->file, sub,
+                     "unknown operator (use equals, present, absent, regex, var or oneOf)");
+        c->op = COND_PRESENT;
+        return -1;
+    }
+    return 0;
+}
+
+static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *path,
+                                struct step *st)
+{
+    if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) == 0) {
+        problems_add(ps->p, ps->file, path,
+                     "must be an object of counter names to {\"atLeast\": N} or {\"below\": N}");
+        return;
+    }
+    st->counts = calloc((size_t)cJSON_GetArraySize(v), sizeof *st->counts);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, v)
+    {
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        struct count_cond *cc = &st->counts[st->ncounts++];
+        cc->counter = counter_index(ps->s, c->string);
+        cc->at_least = cc->below = -1;
+        if (!cJSON_IsObject(c) || cJSON_GetArraySize(c) == 0) {
+            problems_add(ps->p, ps->file, sub, "must be an object with atLeast and/or below");
+            continue;
+        }
+        const cJSON *b;
+        cJSON_ArrayForEach(b, c)
+        {
+            char sub2[1200];
+            snprintf(sub2, sizeof sub2, "%.700s.%.400s", sub, b->string);
+            if (strcmp(b->string, "atLeast") == 0)
+                parse_count(ps, b, sub2, &cc->at_least);
+            else if (strcmp(b->string, "below") == 0)
+                parse_count(ps, b, sub2, &cc->below);
+            else
+                problems_add(ps->p, ps->file, sub2, "unknown key (use atLeast or below)");
+        }
+    }
+}
+
+static void parse_age(struct parser *ps, const cJSON *v, const char *path, struct step *st)
+{
+    if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) == 0) {
+        problems_add(ps->p, ps->file, path, "must be an object with atLeast and/or below seconds");
+        return;
+    }
+    const cJSON *b;
+    cJSON_ArrayForEach(b, v)
+    {
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%.600s.%.400s", path, b->string);
+        if (strcmp(b->string, "atLeast") == 0)
+            parse_seconds(ps, b, sub, &st->age_at_least);
+        else if (strcmp(b->string, "below") == 0)
+            parse_seconds(ps, b, sub, &st->age_below);
+        else
+            problems_add(ps->p, ps->file, sub, "unknown key (use atLeast or below)");
+    }
+}
+
+/* Parses an object of field conditions into conds (used by "bind" and "when"). */
+static void parse_when(struct parser *ps, const cJSON *when, const char *path,
+                       struct field_cond **conds, size_t *nconds, struct step *st)
+{
+    if (!cJSON_IsObject(when)) {
+        problems_add(ps->p, ps->file, path, "must be an object of conditions");
+        return;
+    }
+    *conds = calloc((size_t)cJSON_GetArraySize(when) + 1, sizeof **conds);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, when)
+    {
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        if (st && strcmp(c->string, "counter") == 0) {
+            parse_counter_conds(ps, c, sub, st);
+            continue;
+        }
+        if (st && strcmp(c->string, "stateAge") == 0) {
+            parse_age(ps, c, sub, st);
+            continue;
+        }
+        if (c->string[0] == '\0') {
+            problems_add(ps->p, ps->file, sub, "a field name must not be empty");
+            continue;
+        }
+        parse_field_cond(ps, c, sub, &(*conds)[*nconds]);
+        (*nconds)++;
+    }
+}
+
+static const char *const gen_names[] = {"uuid", "code6", "token"};
+
+static void validate_reply_common(struct parser *ps, const cJSON *reply, const char *path,
+                                  const struct scenario_api *api)
+{
+    if (!cJSON_IsObject(reply)) {
+        problems_add(ps->p, ps->file, path, "must be an object");
+        return;
+    }
+    const cJSON *v;
+    char sub[1024];
+    if ((v = cJSON_GetObjectItemCaseSensitive(reply, "http"))) {
+        snprintf(sub, sizeof sub, "%s.http", path);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 100 || v->valuedouble > 599 ||
+            v->valuedouble != floor(v->valuedouble))
+            problems_add(ps->p, ps->file, sub, "must be an HTTP status from 100 to 599");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(reply, "headers"))) {
+        snprintf(sub, sizeof sub, "%s.headers", path);
+        const cJSON *h;
+        if (!cJSON_IsObject(v))
+            problems_add(ps->p, ps->file, sub, "must be an object of header names to strings");
+        else
+            cJSON_ArrayForEach(h, v) if (!cJSON_IsString(h) || !h->string[0] ||
+                                         strpbrk(h->string, "\r\n:") ||
+                                         strpbrk(h->valuestring, "\r\n"))
+            {
+                problems_add(ps->p, ps->file, sub,
+                             "header '%s' must have a name without ':' and a one-line string value",
+                             h->string);
+            }
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(reply, "delayMs"))) {
+        snprintf(sub, sizeof sub, "%s.delayMs", path);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 60000)
+            problems_add(ps->p, ps->file, sub, "must be a number of milliseconds from 0 to 60000");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(reply, "fault"))) {
+        snprintf(sub, sizeof sub, "%s.fault", path);
+        const char *f = cJSON_IsString(v) ? v->valuestring : "";
+        if (strcmp(f, "drop") && strcmp(f, "truncate") && strcmp(f, "malformed"))
+            problems_add(ps->p, ps->file, sub, "must be drop, truncate or malformed");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter"))) {
+        long n;
+        snprintf(sub, sizeof sub, "%s.retryAfter", path);
+        parse_count(ps, v, sub, &n);
+    }
+    if (api && api->validate_reply)
+        api->validate_reply(reply, ps->file, path, ps->p);
+}
+
+static void parse_step(struct parser *ps, const cJSON *sj, const char *path, struct step *st,
+                       const struct scenario_api *api)
+{
+    st->next = -1;
+    st->age_at_least = st->age_below = -1;
+    if (!cJSON_IsObject(sj)) {
+        problems_add(ps->p, ps->file, path, "a step must be an object");
+        return;
+    }
+    const cJSON *k;
+    char sub[1024];
+    cJSON_ArrayForEach(k, sj)
+    {
+        snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+        if (strcmp(k->string, "when") == 0) {
+            parse_when(ps, k, sub, &st->conds, &st->nconds, st);
+        } else if (strcmp(k->string, "reply") == 0) {
+            st->reply = k;
+            validate_reply_common(ps, k, sub, api);
+        } else if (strcmp(k->string, "next") == 0) {
+            if (!cJSON_IsString(k) || state_index(ps->s, k->valuestring) < 0)
+                problems_add(ps->p, ps->file, sub, "must name a state of this scenario");
+            else
+                st->next = state_index(ps->s, k->valuestring);
+        } else if (strcmp(k->string, "count") == 0) {
+            int n = cJSON_IsArray(k) ? cJSON_GetArraySize(k) : 1;
+            st->incr = calloc((size_t)n, sizeof *st->incr);
+            const cJSON *one = cJSON_IsArray(k) ? k->child : k;
+            for (; one; one = cJSON_IsArray(k) ? one->next : NULL) {
+                if (!cJSON_IsString(one) || !valid_name(one->valuestring)) {
+                    problems_add(ps->p, ps->file, sub,
+                                 "must be a counter name or an array of counter names");
+                    break;
+                }
+                st->incr[st->nincr++] = counter_index(ps->s, one->valuestring);
+            }
+        } else if (strcmp(k->string, "generate") == 0) {
+            if (!cJSON_IsObject(k)) {
+                problems_add(ps->p, ps->file, sub,
+                             "must be an object of variable names to uuid, code6 or token");
+                continue;
+            }
+            st->gens = calloc((size_t)cJSON_GetArraySize(k) + 1, sizeof *st->gens);
+            const cJSON *g;
+            cJSON_ArrayForEach(g, k)
+            {
+                int kind = -1;
+                for (int i = 0; i < 3; i++)
+                    if (cJSON_IsString(g) && strcmp(g->valuestring, gen_names[i]) == 0)
+                        kind = i;
+                if (kind < 0 || !valid_name(g->string)) {
+                    problems_add(ps->p, ps->file, sub,
+                                 "'%s' must map a variable name to uuid, code6 or token",
+                                 g->string);
+                    continue;
+                }
+                st->gens[st->ngens].var = g->string;
+                st->gens[st->ngens++].kind = (enum gen_kind)kind;
+            }
+        } else if (strcmp(k->string, "description") == 0) {
+            if (!cJSON_IsString(k))
+                problems_add(ps->p, ps->file, sub, "must be a string");
+        } else {
+            problems_add(ps->p, ps->file, sub,
+                         "unknown key (a step has when, reply, next, count, generate, "
+                         "description)");
+        }
+    }
+    if (!st->reply) {
+        snprintf(sub, sizeof sub, "%s.reply", path);
+        problems_add(ps->p, ps->file, sub, "is required");
+    }
+}
+
+static void parse_limits(struct parser *ps, const cJSON *arr, const struct scenario_api *api)
+{
+    if (!cJSON_IsArray(arr)) {
+        problems_add(ps->p, ps->file, "$.limits", "must be an array");
+        return;
+    }
+    ps->s->limits = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof *ps->s->limits);
+    const cJSON *l;
+    int i = 0;
+    cJSON_ArrayForEach(l, arr)
+    {
+        char path[128], sub[1024];
+        snprintf(path, sizeof path, "$.limits[%d]", i++);
+        struct limit *lim = &ps->s->limits[ps->s->nlimits++];
+        lim->counter = -1;
+        if (!cJSON_IsObject(l)) {
+            problems_add(ps->p, ps->file, path, "must be an object");
+            continue;
+        }
+        const cJSON *k;
+        cJSON_ArrayForEach(k, l)
+        {
+            snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+            if (strcmp(k->string, "counter") == 0) {
+                if (!cJSON_IsString(k) || !valid_name(k->valuestring))
+                    problems_add(ps->p, ps->file, sub, "must be a counter name");
+                else
+                    lim->counter = counter_index(ps->s, k->valuestring);
+            } else if (strcmp(k->string, "max") == 0) {
+                parse_count(ps, k, sub, &lim->max);
+                if (lim->max == 0)
+                    problems_add(ps->p, ps->file, sub, "must be at least 1");
+            } else if (strcmp(k->string, "windowSeconds") == 0) {
+                parse_seconds(ps, k, sub, &lim->window);
+            } else if (strcmp(k->string, "blockSeconds") == 0) {
+                parse_seconds(ps, k, sub, &lim->block);
+            } else if (strcmp(k->string, "reply") == 0) {
+                lim->reply = k;
+                validate_reply_common(ps, k, sub, api);
+            } else if (strcmp(k->string, "description") != 0) {
+                problems_add(ps->p, ps->file, sub,
+                             "unknown key (a limit has counter, max, windowSeconds, "
+                             "blockSeconds, reply)");
+            }
+        }
+        static const char *const required[] = {"counter", "max", "windowSeconds", "reply"};
+        for (size_t r = 0; r < 4; r++)
+            if (!cJSON_GetObjectItemCaseSensitive(l, required[r])) {
+                snprintf(sub, sizeof sub, "%.600s.%.400s", path, required[r]);
+                problems_add(ps->p, ps->file, sub, "is required");
+            }
+        if (lim->window <= 0 && cJSON_GetObjectItemCaseSensitive(l, "windowSeconds")) {
+            snprintf(sub, sizeof sub, "%s.windowSeconds", path);
+            problems_add(ps->p, ps->file, sub, "must be more than 0");
+        }
+        if (lim->counter >= 0 && lim->window > ps->s->window[lim->counter])
+            ps->s->window[lim->counter] = lim->window;
+    }
+}
+
+struct scenario *scenario_parse(const char *file, const char *text, size_t len,
+                                const struct scenario_api *apis, size_t napis, struct problems *p)
+{
+    int before = p->count;
+    size_t off = 0;
+    cJSON *doc = json_parse(text, len, &off);
+    if (!doc) {
+        char where[64];
+        snprintf(where, sizeof where, "$ (byte %zu)", off);
+        problems_add(p, file, where, "not valid JSON");
+        return NULL;
+    }
+    struct scenario *s = calloc(1, sizeof *s);
+    s->doc = doc;
+    s->origin = strdup(file);
+    s->requests_counter = -1;
+    struct parser ps = {file, p, s};
+    const struct scenario_api *api = NULL;
+
+    if (!cJSON_IsObject(doc)) {
+        problems_add(p, file, "$", "a scenario must be a JSON object");
+        goto done;
+    }
+    static const char *const known[] = {"name",    "api",    "description", "bind",
+                                        "initial", "states", "limits"};
+    const cJSON *k;
+    cJSON_ArrayForEach(k, doc)
+    {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            ok |= strcmp(k->string, known[i]) == 0;
+        if (!ok) {
+            char sub[300];
+            snprintf(sub, sizeof sub, "$.%s", k->string);
+            problems_add(p, file, sub,
+                         "unknown key (a scenario has name, api, description, bind, initial, "
+                         "states, limits)");
+        }
+    }
+    const char *name = json_str(doc, "name");
+    if (!name || !valid_name(name))
+        problems_add(p, file, "$.name", "is required: 1 to 64 letters, digits, '-', '_' or '.'");
+    else
+        s->name = strdup(name);
+    const char *api_name = json_str(doc, "api");
+    for (size_t i = 0; api_name && i < napis; i++)
+        if (strcmp(apis[i].name, api_name) == 0)
+            api = &apis[i];
+    if (!api) {
+        struct buf names = {0};
+        for (size_t i = 0; i < napis; i++)
+            buf_printf(&names, "%s%s", i ? ", " : "", apis[i].name);
+        problems_add(p, file, "$.api", "is required: one of %s", names.data ? names.data : "");
+        buf_free(&names);
+    } else {
+        s->api = strdup(api_name);
+    }
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(doc, "description");
+    if (desc && !cJSON_IsString(desc))
+        problems_add(p, file, "$.description", "must be a string");
+
+    const cJSON *bind = cJSON_GetObjectItemCaseSensitive(doc, "bind");
+    if (bind)
+        parse_when(&ps, bind, "$.bind", &s->bind, &s->nbind, NULL);
+
+    const cJSON *states = cJSON_GetObjectItemCaseSensitive(doc, "states");
+    if (!cJSON_IsObject(states) || cJSON_GetArraySize(states) == 0) {
+        problems_add(p, file, "$.states", "is required: an object of state names to step arrays");
+        goto done;
+    }
+    /* Name every state first so "next" can refer forward. */
+    s->states = calloc((size_t)cJSON_GetArraySize(states), sizeof *s->states);
+    const cJSON *stj;
+    cJSON_ArrayForEach(stj, states) s->states[s->nstates++].name = stj->string;
+    size_t si = 0;
+    cJSON_ArrayForEach(stj, states)
+    {
+        struct state *state = &s->states[si++];
+        char path[300];
+        snprintf(path, sizeof path, "$.states.%s", stj->string);
+        if (!valid_name(stj->string))
+            problems_add(p, file, path, "a state name is 1 to 64 letters, digits, '-', '_', '.'");
+        if (!cJSON_IsArray(stj) || cJSON_GetArraySize(stj) == 0) {
+            problems_add(p, file, path, "must be a non-empty array of steps");
+            continue;
+        }
+        state->steps = calloc((size_t)cJSON_GetArraySize(stj), sizeof *state->steps);
+        const cJSON *sj;
+        cJSON_ArrayForEach(sj, stj)
+        {
+            char spath[340];
+            snprintf(spath, sizeof spath, "%s[%zu]", path, state->nsteps);
+            parse_step(&ps, sj, spath, &state->steps[state->nsteps++], api);
+        }
+    }
+    const char *initial = json_str(doc, "initial");
+    if (!initial || state_index(s, initial) < 0)
+        problems_add(p, file, "$.initial", "is required: the name of a state");
+    else
+        s->initial = state_index(s, initial);
+
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(doc, "limits");
+    if (limits)
+        parse_limits(&ps, limits, api);
+
+done:
+    if (p->count > before) {
+        scenario_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+const char *scenario_name(const struct scenario *s)
+{
+    return s->name;
+}
+
+const char *scenario_api_name(const struct scenario *s)
+{
+    return s->api;
+}
+
+const char *scenario_origin(const struct scenario *s)
+{
+    return s->origin;
+}
+
+const cJSON *scenario_doc(const struct scenario *s)
+{
+    return s->doc;
+}
+
+/* ---- sets ------------------------------------------------------------- */
+
+struct scenario_set *scenario_set_new(void)
+{
+    struct scenario_set *set = calloc(1, sizeof *set);
+    if (set)
+        atomic_init(&set->refs, 1);
+    return set;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(struct scenario *const *)a)->name, (*(struct scenario *const *)b)->name);
+}
+
+int scenario_set_add(struct scenario_set *set, struct scenario *s)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->items[i]->name, s->name) == 0) {
+            scenario_free(set->items[i]);
+            set->items[i] = s;
+            return 0;
+        }
+    }
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 16;
+        struct scenario **items = realloc(set->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        set->items = items;
+        set->cap = cap;
+    }
+    set->items[set->n++] = s;
+    /* Sorted by name, so ties between equally specific bindings resolve the same way always. */
+    qsort(set->items, set->n, sizeof *set->items, by_name);
+    return 0;
+}
+
+size_t scenario_set_count(const struct scenario_set *set)
+{
+    return set->n;
+}
+
+void scenario_set_release(struct scenario_set *set)
+{
+    if (!set || atomic_fetch_sub(&set->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        scenario_free(set->items[i]);
+    free(set->items);
+    free(set);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct buf b = {0};
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(&b, chunk, n)) {
+            buf_free(&b);
+            fclose(f);
+            return NULL;
+        }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (!b.data)
+        buf_append(&b, "", 0);
+    *len = b.len;
+    return b.data;
+}
+
+int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                      size_t napis, struct problems *p)
+{
+    int before = p->count;
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0) {
+        problems_add(p, dir, "$", "cannot read the scenarios directory: %s", strerror(errno));
+        return p->count - before;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i]->d_name;
+        size_t nl = strlen(nm);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        struct stat stbuf;
+        if (nm[0] != '.' && stat(path, &stbuf) == 0 && S_ISDIR(stbuf.st_mode)) {
+            scenario_load_dir(set, path, apis, napis, p);
+        } else if (nl > 5 && strcmp(nm + nl - 5, ".json") == 0 && stat(path, &stbuf) == 0 &&
+                   S_ISREG(stbuf.st_mode)) {
+            size_t len;
+            char *text = read_file(path, &len);
+            if (!text) {
+                problems_add(p, path, "$", "cannot read: %s", strerror(errno));
+            } else {
+                struct scenario *s = scenario_parse(path, text, len, apis, napis, p);
+                if (s) {
+                    for (size_t j = 0; j < set->n; j++)
+                        if (strcmp(set->items[j]->name, s->name) == 0)
+                            problems_add(p, path, "$.name", "'%s' is also the name of %s", s->name,
+                                         set->items[j]->origin);
+                    scenario_set_add(set, s);
+                }
+                free(text);
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    return p->count - before;
+}
+
+/* ---- engine ----------------------------------------------------------- */
+
+struct scenario_engine *scenario_engine_new(struct store *store, struct scenario_set *set)
+{
+    struct scenario_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->store = store;
+    e->set = set;
+    pthread_mutex_init(&e->set_lock, NULL);
+    return e;
+}
+
+void scenario_engine_free(struct scenario_engine *e)
+{
+    if (!e)
+        return;
+    scenario_set_release(e->set);
+    pthread_mutex_destroy(&e->set_lock);
+    free(e);
+}
+
+int scenario_engine_persist(struct scenario_engine *e)
+{
+    int err = 0;
+    store_lock(e->store);
+    store_exec(e->store, store_stmt(e->store, ST_BEGIN));
+    err |= store_exec(e->store, store_stmt(e->store, ST_SCENARIOS_CLEAR));
+    for (size_t i = 0; i < e->set->n; i++) {
+        struct scenario *s = e->set->items[i];
+        char *json = cJSON_PrintUnformatted(s->doc);
+        sqlite3_stmt *st = store_stmt(e->store, ST_SCENARIO_PUT);
+        store_bind_text(st, 1, s->name);
+        store_bind_text(st, 2, s->api);
+        store_bind_text(st, 3, s->origin);
+        store_bind_text(st, 4, json);
+        err |= store_exec(e->store, st);
+        free(json);
+    }
+    store_exec(e->store, store_stmt(e->store, err ? ST_ROLLBACK : ST_COMMIT));
+    store_unlock(e->store);
+    return err ? -1 : 0;
+}
+
+/* Finds a field by dotted path ("countryInfo.countryCode") in the facts. */
+static const cJSON *fact(const cJSON *facts, const char *path)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot)
+        return cJSON_GetObjectItemCaseSensitive(facts, path);
+    char head[128];
+    size_t n = (size_t)(dot - path);
+    if (n >= sizeof head)
+        return NULL;
+    memcpy(head, path, n);
+    head[n] = '\0';
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(facts, head);
+    return cJSON_IsObject(sub) ? fact(sub, dot + 1) : NULL;
+}
+
+static int cond_holds(const struct field_cond *c, const cJSON *facts, const cJSON *vars)
+{
+    const cJSON *v = fact(facts, c->field);
+    int present = v && !cJSON_IsNull(v);
+    switch (c->op) {
+    case COND_PRESENT:
+        return present;
+    case COND_ABSENT:
+        return !present;
+    case COND_EQUALS:
+        if (!v)
+            return cJSON_IsNull(c->value);
+        return cJSON_Compare(v, c->value, 1);
+    case COND_ONE_OF: {
+        const cJSON *opt;
+        cJSON_ArrayForEach(opt, c->value) if (v && cJSON_Compare(v, opt, 1)) return 1;
+        return 0;
+    }
+    case COND_REGEX:
+        return cJSON_IsString(v) && regexec(&c->re, v->valuestring, 0, NULL, 0) == 0;
+    case COND_VAR: {
+        const cJSON *want = vars ? cJSON_GetObjectItemCaseSensitive(vars, c->var) : NULL;
+        return want && v && cJSON_Compare(v, want, 1);
+    }
+    }
+    return 0;
+}
+
+/* Whether every bind condition holds; with `lenient`, conditions on fields the
+ * request does not carry count as holding (an identity keeps its scenario
+ * until a request contradicts the binding). */
+static int bind_holds(const struct scenario *s, const cJSON *facts, int lenient)
+{
+    for (size_t i = 0; i < s->nbind; i++) {
+        if (lenient && !fact(facts, s->bind[i].field))
+            continue;
+        if (!cond_holds(&s->bind[i], facts, NULL))
+            return 0;
+    }
+    return 1;
+}
+
+static struct scenario_set *engine_acquire(struct scenario_engine *e)
+{
+    pthread_mutex_lock(&e->set_lock);
+    struct scenario_set *set = e->set;
+    atomic_fetch_add(&set->refs, 1);
+    pthread_mutex_unlock(&e->set_lock);
+    return set;
+}
+
+struct session {
+    int found;
+    char scenario[128];
+    int state;
+    double entered_at;
+    double blocked_until;
+    int block_limit;
+    cJSON *vars;
+};
+
+static int session_load(struct store *st, const struct scenario_request *req,
+                        const struct scenario_set *set, struct session *ss,
+                        struct scenario **stored)
+{
+    sqlite3_stmt *q = store_stmt(st, ST_SESSION_GET);
+    store_bind_text(q, 1, req->ns);
+    store_bind_text(q, 2, req->api);
+    store_bind_text(q, 3, req->identity);
+    int rc = sqlite3_step(q);
+    *stored = NULL;
+    memset(ss, 0, sizeof *ss);
+    ss->block_limit = -1;
+    if (rc == SQLITE_ROW) {
+        ss->found = 1;
+        snprintf(ss->scenario, sizeof ss->scenario, "%s", (const char *)sqlite3_column_text(q, 0));
+        const char *state = (const char *)sqlite3_column_text(q, 1);
+        ss->entered_at = sqlite3_column_double(q, 2);
+        ss->blocked_until = sqlite3_column_double(q, 3);
+        ss->block_limit = sqlite3_column_int(q, 4);
+        const char *vars = (const char *)sqlite3_column_text(q, 5);
+        if (vars)
+            ss->vars = cJSON_Parse(vars);
+        ss->state = -1;
+        for (size_t i = 0; i < set->n; i++)
+            if (strcmp(set->items[i]->name, ss->scenario) == 0 &&
+                strcmp(set->items[i]->api, req->api) == 0) {
+                *stored = set->items[i];
+                ss->state = state_index(*stored, state);
+            }
+    } else if (rc != SQLITE_DONE) {
+        sqlite3_reset(q);
+        return -1;
+    }
+    sqlite3_reset(q);
+    return 0;
+}
+
+static int session_save(struct store *st, const struct scenario_request *req,
+                        const struct scenario *s, const struct session *ss, double now)
+{
+    char *vars = ss->vars ? cJSON_PrintUnformatted(ss->vars) : NULL;
+    sqlite3_stmt *q = store_stmt(st, ST_SESSION_PUT);
+    store_bind_text(q, 1, req->ns);
+    store_bind_text(q, 2, req->api);
+    store_bind_text(q, 3, req->identity);
+    store_bind_text(q, 4, s->name);
+    store_bind_text(q, 5, s->states[ss->state].name);
+    sqlite3_bind_double(q, 6, ss->entered_at);
+    sqlite3_bind_double(q, 7, ss->blocked_until);
+    sqlite3_bind_int(q, 8, ss->block_limit);
+    store_bind_text(q, 9, vars);
+    sqlite3_bind_double(q, 10, now);
+    int err = store_exec(st, q);
+    free(vars);
+    return err;
+}
+
+static void bind_identity(sqlite3_stmt *q, const struct scenario_request *req)
+{
+    store_bind_text(q, 1, req->ns);
+    store_bind_text(q, 2, req->api);
+    store_bind_text(q, 3, req->identity);
+}
+
+static long count_events(struct store *st, const struct scenario_request *req,
+                         const struct scenario *s, int counter, double now)
+{
+    sqlite3_stmt *q = store_stmt(st, ST_EVENT_COUNT);
+    bind_identity(q, req);
+    store_bind_text(q, 4, s->counters[counter]);
+    sqlite3_bind_double(q, 5, s->window[counter] > 0 ? now - s->window[counter] : -1.0);
+    long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return n;
+}
+
+static int add_event(struct store *st, const struct scenario_request *req, const struct scenario *s,
+                     int counter, double now)
+{
+    if (s->window[counter] > 0) {
+        sqlite3_stmt *q = store_stmt(st, ST_EVENT_PRUNE);
+        bind_identity(q, req);
+        store_bind_text(q, 4, s->counters[counter]);
+        sqlite3_bind_double(q, 5, now - s->window[counter]);
+        store_exec(st, q);
+    }
+    sqlite3_stmt *q = store_stmt(st, ST_EVENT_ADD);
+    bind_identity(q, req);
+    store_bind_text(q, 4, s->counters[counter]);
+    sqlite3_bind_double(q, 5, now);
+    return store_exec(st, q);
+}
+
+static double oldest_event(struct store *st, const struct scenario_request *req,
+                           const struct scenario *s, int counter, double now)
+{
+    sqlite3_stmt *q = store_stmt(st, ST_EVENT_OLDEST);
+    bind_identity(q, req);
+    store_bind_text(q, 4, s->counters[counter]);
+    sqlite3_bind_double(q, 5, now - s->window[counter]);
+    double t = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_double(q, 0) : now;
+    sqlite3_reset(q);
+    return t;
+}
+
+static int step_matches(const struct step *st, const struct scenario *s, struct store *store,
+                        const struct scenario_request *req, const cJSON *vars, double age,
+                        double now)
+{
+    if (st->age_at_least >= 0 && age < st->age_at_least)
+        return 0;
+    if (st->age_below >= 0 && age >= st->age_below)
+        return 0;
+    for (size_t i = 0; i < st->nconds; i++)
+        if (!cond_holds(&st->conds[i], req->facts, vars))
+            return 0;
+    for (size_t i = 0; i < st->ncounts; i++) {
+        long n = count_events(store, req, s, st->counts[i].counter, now);
+        if (st->counts[i].at_least >= 0 && n < st->counts[i].at_least)
+            return 0;
+        if (st->counts[i].below >= 0 && n >= st->counts[i].below)
+            return 0;
+    }
+    return 1;
+}
+
+static void generate(cJSON **vars, const struct generate *g)
+{
+    char value[64];
+    if (g->kind == GEN_UUID) {
+        rng_uuid(value);
+    } else if (g->kind == GEN_CODE6) {
+        rng_digits(value, 6);
+    } else {
+        char *t = rng_token(24);
+        snprintf(value, sizeof value, "%s", t ? t : "");
+        free(t);
+    }
+    if (!*vars)
+        *vars = cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(*vars, g->var);
+    cJSON_AddStringToObject(*vars, g->var, value);
+}
+
+/* Picks the scenario for a request: the forced one, else the identity's own
+ * while no request field contradicts its binding and nothing binds more
+ * specifically, else the most specific binding (most conditions). */
+static struct scenario *choose(const struct scenario_set *set, const struct scenario_request *req,
+                               struct scenario *stored, int *err)
+{
+    *err = 0;
+    if (req->forced) {
+        for (size_t i = 0; i < set->n; i++)
+            if (strcmp(set->items[i]->name, req->forced) == 0 &&
+                strcmp(set->items[i]->api, req->api) == 0)
+                return set->items[i];
+        *err = SCENARIO_UNKNOWN_FORCED;
+        return NULL;
+    }
+    struct scenario *best = NULL;
+    for (size_t i = 0; i < set->n; i++) {
+        struct scenario *s = set->items[i];
+        if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, 0))
+            continue;
+        if (!best || s->nbind > best->nbind)
+            best = s;
+    }
+    if (stored && bind_holds(stored, req->facts, 1) && (!best || stored->nbind >= best->nbind))
+        return stored;
+    if (!best)
+        *err = SCENARIO_UNBOUND;
+    return best;
+}
+
+static int step_locked(struct scenario_engine *e, const struct scenario_request *req,
+                       struct scenario_outcome *out, double now)
+{
+    struct store *st = e->store;
+    struct session ss;
+    struct scenario *stored;
+    int changed = 0, err;
+    if (session_load(st, req, out->set, &ss, &stored))
+        return SCENARIO_STORE_ERROR;
+    struct scenario *s = choose(out->set, req, stored, &err);
+    if (!s) {
+        cJSON_Delete(ss.vars);
+        return err;
+    }
+    out->scenario = s;
+    if (!ss.found || s != stored || ss.state < 0) {
+        /* A new identity, or one that moved to another scenario: start afresh. */
+        sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_ALL);
+        bind_identity(q, req);
+        store_exec(st, q);
+        cJSON_Delete(ss.vars);
+        memset(&ss, 0, sizeof ss);
+        ss.found = 1;
+        ss.state = s->initial;
+        ss.entered_at = now;
+        ss.block_limit = -1;
+        changed = 1;
+    }
+    snprintf(out->state_from, sizeof out->state_from, "%s", s->states[ss.state].name);
+    snprintf(out->state_to, sizeof out->state_to, "%s", s->states[ss.state].name);
+
+    if (ss.blocked_until > now && ss.block_limit >= 0 && (size_t)ss.block_limit < s->nlimits) {
+        out->reply = s->limits[ss.block_limit].reply;
+        out->retry_after = (long)ceil(ss.blocked_until - now);
+        out->limited = 1;
+        out->vars = ss.vars;
+        return changed ? session_save(st, req, s, &ss, now) : 0;
+    }
+    if (ss.blocked_until != 0) {
+        ss.blocked_until = 0;
+        ss.block_limit = -1;
+        changed = 1;
+    }
+
+    /* Which counters this request adds to, so limits are checked only for those. */
+    int touched[64];
+    size_t ntouched = 0;
+    if (s->requests_counter >= 0) {
+        add_event(st, req, s, s->requests_counter, now);
+        touched[ntouched++] = s->requests_counter;
+    }
+    const struct state *state = &s->states[ss.state];
+    const struct step *chosen = NULL;
+    for (size_t i = 0; i < state->nsteps && !chosen; i++)
+        if (step_matches(&state->steps[i], s, st, req, ss.vars, now - ss.entered_at, now))
+            chosen = &state->steps[i];
+    if (!chosen) {
+        out->vars = ss.vars;
+        if (changed)
+            session_save(st, req, s, &ss, now);
+        return SCENARIO_NO_STEP;
+    }
+    out->reply = chosen->reply;
+    for (size_t i = 0; i < chosen->ngens; i++) {
+        generate(&ss.vars, &chosen->gens[i]);
+        changed = 1;
+    }
+    for (size_t i = 0; i < chosen->nincr; i++) {
+        add_event(st, req, s, chosen->incr[i], now);
+        if (ntouched < sizeof touched / sizeof touched[0])
+            touched[ntouched++] = chosen->incr[i];
+    }
+    if (chosen->next >= 0) {
+        /* Entering a state (even the same one again) restarts its clock and
+         * its counters; windowed counters of limits carry over. */
+        ss.state = chosen->next;
+        ss.entered_at = now;
+        for (size_t c = 0; c < s->ncounters; c++) {
+            if (s->window[c] > 0)
+                continue;
+            sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
+            bind_identity(q, req);
+            store_bind_text(q, 4, s->counters[c]);
+            store_exec(st, q);
+        }
+        changed = 1;
+        snprintf(out->state_to, sizeof out->state_to, "%s", s->states[ss.state].name);
+    }
+    for (size_t l = 0; l < s->nlimits; l++) {
+        const struct limit *lim = &s->limits[l];
+        int hit = 0;
+        for (size_t t = 0; t < ntouched; t++)
+            hit |= touched[t] == lim->counter;
+        if (!hit || count_events(st, req, s, lim->counter, now) < lim->max)
+            continue;
+        double until = lim->block > 0 ? now + lim->block
+                                      : oldest_event(st, req, s, lim->counter, now) + lim->window;
+        if (until > ss.blocked_until) {
+            ss.blocked_until = until;
+            ss.block_limit = (int)l;
+        }
+        /* The block starts now: the window's events have done their work. */
+        sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
+        bind_identity(q, req);
+        store_bind_text(q, 4, s->counters[lim->counter]);
+        store_exec(st, q);
+        changed = 1;
+    }
+    out->vars = ss.vars;
+    return changed ? (session_save(st, req, s, &ss, now) ? SCENARIO_STORE_ERROR : 0) : 0;
+}
+
+int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
+                  struct scenario_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    out->set = engine_acquire(e);
+    double now = clock_now();
+    store_lock(e->store);
+    store_exec(e->store, store_stmt(e->store, ST_BEGIN));
+    int rc = step_locked(e, req, out, now);
+    store_exec(e->store,
+               store_stmt(e->store, rc == SCENARIO_STORE_ERROR ? ST_ROLLBACK : ST_COMMIT));
+    store_unlock(e->store);
+    return rc;
+}
+
+void scenario_outcome_release(struct scenario_outcome *out)
+{
+    cJSON_Delete(out->vars);
+    scenario_set_release(out->set);
+    memset(out, 0, sizeof *out);
+}
+
+size_t scenario_engine_count(struct scenario_engine *e)
+{
+    pthread_mutex_lock(&e->set_lock);
+    size_t n = e->set->n;
+    pthread_mutex_unlock(&e->set_lock);
+    return n;
+}
+
+static void add_field(struct scenario_step_info *info, const char *field)
+{
+    for (size_t i = 0; i < info->nnext_fields; i++)
+        if (strcmp(info->next_fields[i], field) == 0)
+            return;
+    if (info->nnext_fields < sizeof info->next_fields / sizeof info->next_fields[0])
+        info->next_fields[info->nnext_fields++] = field;
+}
+
+void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
+                              scenario_step_fn fn, void *cls)
+{
+    struct scenario_set *set = engine_acquire(e);
+    for (size_t i = 0; i < set->n; i++) {
+        const struct scenario *s = set->items[i];
+        if (strcmp(s->api, api) != 0 || !bind_holds(s, facts, 1))
+            continue;
+        for (size_t si = 0; si < s->nstates; si++) {
+            const struct state *state = &s->states[si];
+            for (size_t k = 0; k < state->nsteps; k++) {
+                const struct step *st = &state->steps[k];
+                struct scenario_step_info info = {.scenario = s->name, .reply = st->reply};
+                const struct state *after = &s->states[st->next >= 0 ? st->next : (int)si];
+                for (size_t a = 0; a < after->nsteps; a++)
+                    for (size_t c = 0; c < after->steps[a].nconds; c++)
+                        add_field(&info, after->steps[a].conds[c].field);
+                fn(&info, cls);
+            }
+        }
+    }
+    scenario_set_release(set);
+}
+
+/* ---- variable expansion ----------------------------------------------- */
+
+static int expand_string(cJSON *item, const cJSON *vars)
+{
+    const char *s = item->valuestring;
+    if (!strstr(s, "${"))
+        return 0;
+    struct buf b = {0};
+    while (*s) {
+        const char *open = strstr(s, "${");
+        const char *close = open ? strchr(open, '}') : NULL;
+        if (!open || !close) {
+            buf_append(&b, s, strlen(s));
+            break;
+        }
+        buf_append(&b, s, (size_t)(open - s));
+        char name[128];
+        size_t n = (size_t)(close - open - 2);
+        const cJSON *v = NULL;
+        if (n < sizeof name) {
+            memcpy(name, open + 2, n);
+            name[n] = '\0';
+            v = vars ? cJSON_GetObjectItemCaseSensitive(vars, name) : NULL;
+        }
+        if (cJSON_IsString(v))
+            buf_append(&b, v->valuestring, strlen(v->valuestring));
+        else
+            buf_append(&b, open, (size_t)(close - open + 1));
+        s = close + 1;
+    }
+    if (!b.data)
+        buf_append(&b, "", 0);
+    char *old = item->valuestring;
+    item->valuestring = b.data;
+    free(old);
+    return 0;
+}
+
+int scenario_expand(cJSON *tree, const cJSON *vars)
+{
+    if (cJSON_IsString(tree))
+        return expand_string(tree, vars);
+    cJSON *c;
+    cJSON_ArrayForEach(c, tree) scenario_expand(c, vars);
+    return 0;
+}

@@ -1,0 +1,104 @@
+/*
+ * scenario: the scenario engine. A scenario is a JSON state machine bound to
+ * requests of one API; each identity (per namespace) walks its own copy. This
+ * module parses and validates scenario files, chooses the scenario that owns
+ * a request, and performs the transition (counters, windows, lockouts, rate
+ * limits, expiries on the mock clock) atomically in the store. It knows no
+ * API: it hands back the reply object of the chosen step for the API module
+ * to render.
+ */
+#ifndef AUTHMOCK_SCENARIO_H
+#define AUTHMOCK_SCENARIO_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "jsonutil.h"
+#include "store.h"
+
+/* What an API tells the engine about itself, for validating scenario files. */
+struct scenario_api {
+    const char *name;
+    /* Adds problems found in one reply object (its json-path is `path`). */
+    void (*validate_reply)(const cJSON *reply, const char *file, const char *path,
+                           struct problems *p);
+};
+
+struct scenario;
+struct scenario_set;
+struct scenario_engine;
+
+/* Parses one scenario document. Returns NULL and adds problems when it is invalid. */
+struct scenario *scenario_parse(const char *file, const char *text, size_t len,
+                                const struct scenario_api *apis, size_t napis, struct problems *p);
+void scenario_free(struct scenario *s);
+const char *scenario_name(const struct scenario *s);
+const char *scenario_api_name(const struct scenario *s);
+const char *scenario_origin(const struct scenario *s);
+const cJSON *scenario_doc(const struct scenario *s);
+
+/* A set of scenarios. Adding a scenario whose name is taken replaces it. */
+struct scenario_set *scenario_set_new(void);
+int scenario_set_add(struct scenario_set *set, struct scenario *s);
+size_t scenario_set_count(const struct scenario_set *set);
+void scenario_set_release(struct scenario_set *set);
+/* Loads every *.json file of `dir` into `set`. Returns the number of problems added. */
+int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                      size_t napis, struct problems *p);
+
+struct scenario_engine *scenario_engine_new(struct store *store, struct scenario_set *set);
+void scenario_engine_free(struct scenario_engine *e);
+size_t scenario_engine_count(struct scenario_engine *e);
+
+/* What one step of a scenario tells a client: used to describe flows (the mesh
+ * authenticationSchemes endpoint) from the same data that drives them. */
+struct scenario_step_info {
+    const char *scenario;
+    const cJSON *reply;
+    const char *next_fields[16]; /* request fields the following state's steps test */
+    size_t nnext_fields;
+};
+typedef void (*scenario_step_fn)(const struct scenario_step_info *info, void *cls);
+/* Calls fn for every step of every scenario of `api` whose binding does not
+ * contradict `facts` (conditions on fields absent from facts are ignored). */
+void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
+                              scenario_step_fn fn, void *cls);
+
+/* Writes the scenarios of the current set into the store's scenarios table. */
+int scenario_engine_persist(struct scenario_engine *e);
+
+struct scenario_request {
+    const char *api;
+    const char *ns;       /* namespace, "" when none */
+    const char *identity; /* API-specific identity key */
+    const char *forced;   /* X-Authmock-Scenario, or NULL */
+    const cJSON *facts;   /* the request fields steps and bindings match against */
+};
+
+enum scenario_result {
+    SCENARIO_OK = 0,
+    SCENARIO_UNBOUND = -1,        /* no scenario binds this request */
+    SCENARIO_UNKNOWN_FORCED = -2, /* X-Authmock-Scenario names no scenario of this API */
+    SCENARIO_NO_STEP = -3,        /* the current state has no step matching the request */
+    SCENARIO_STORE_ERROR = -4,
+};
+
+struct scenario_outcome {
+    struct scenario_set *set; /* held until scenario_outcome_release */
+    const struct scenario *scenario;
+    const cJSON *reply; /* the chosen step's or limit's reply; owned by the set */
+    cJSON *vars;        /* the identity's variables after the step; owned */
+    char state_from[64];
+    char state_to[64];
+    long retry_after; /* seconds until a block ends, when `limited` */
+    int limited;      /* the reply is a limit's: the identity is blocked */
+};
+
+int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
+                  struct scenario_outcome *out);
+void scenario_outcome_release(struct scenario_outcome *out);
+
+/* Replaces "${name}" in every string of `tree` with the variable `name` of `vars`. */
+int scenario_expand(cJSON *tree, const cJSON *vars);
+
+#endif

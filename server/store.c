@@ -1,0 +1,204 @@
+/*
+ * store: SQLite schema, prepared statements and the connection lock. A file
+ * database runs in WAL mode so state written before a crash or SIGTERM is
+ * there after a restart; the default is an in-memory database.
+ */
+#include "store.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    sqlite3_stmt *stmts[ST_COUNT];
+};
+
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS fixtures(kind TEXT NOT NULL, key TEXT NOT NULL, origin TEXT NOT "
+    "NULL, json TEXT NOT NULL, PRIMARY KEY(kind, key));"
+    "CREATE TABLE IF NOT EXISTS scenarios(name TEXT PRIMARY KEY, api TEXT NOT NULL, origin TEXT "
+    "NOT NULL, json TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS sessions(ns TEXT NOT NULL, api TEXT NOT NULL, identity TEXT NOT "
+    "NULL, scenario TEXT NOT NULL, state TEXT NOT NULL, entered_at REAL NOT NULL, blocked_until "
+    "REAL NOT NULL, block_limit INTEGER NOT NULL, vars TEXT, updated_at REAL NOT NULL, "
+    "PRIMARY KEY(ns, api, identity)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS counter_events(ns TEXT NOT NULL, api TEXT NOT NULL, identity TEXT "
+    "NOT NULL, counter TEXT NOT NULL, at REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS counter_events_key ON counter_events(ns, api, identity, counter, "
+    "at);"
+    "CREATE TABLE IF NOT EXISTS mesh_tokens(access_token TEXT PRIMARY KEY, refresh_token TEXT NOT "
+    "NULL UNIQUE, ns TEXT NOT NULL, user_id TEXT NOT NULL, broker_type TEXT NOT NULL, "
+    "account_id TEXT NOT NULL, account_json TEXT NOT NULL, issued_at REAL NOT NULL, expires_at "
+    "REAL NOT NULL, refresh_expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS mesh_tokens_conn ON mesh_tokens(ns, user_id, broker_type, "
+    "account_id);";
+
+static const char *const sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_FIXTURE_PUT] = "INSERT OR REPLACE INTO fixtures(kind, key, origin, json) VALUES(?1, ?2, "
+                       "?3, ?4)",
+    [ST_FIXTURES_CLEAR] = "DELETE FROM fixtures",
+    [ST_SCENARIO_PUT] = "INSERT OR REPLACE INTO scenarios(name, api, origin, json) VALUES(?1, ?2, "
+                        "?3, ?4)",
+    [ST_SCENARIOS_CLEAR] = "DELETE FROM scenarios",
+    [ST_SESSION_GET] = "SELECT scenario, state, entered_at, blocked_until, block_limit, vars FROM "
+                       "sessions WHERE ns = ?1 AND api = ?2 AND identity = ?3",
+    [ST_SESSION_PUT] = "INSERT OR REPLACE INTO sessions(ns, api, identity, scenario, state, "
+                       "entered_at, blocked_until, block_limit, vars, updated_at) VALUES(?1, ?2, "
+                       "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_EVENT_ADD] = "INSERT INTO counter_events(ns, api, identity, counter, at) VALUES(?1, ?2, "
+                     "?3, ?4, ?5)",
+    [ST_EVENT_COUNT] = "SELECT count(*) FROM counter_events WHERE ns = ?1 AND api = ?2 AND "
+                       "identity = ?3 AND counter = ?4 AND at > ?5",
+    [ST_EVENT_OLDEST] = "SELECT min(at) FROM counter_events WHERE ns = ?1 AND api = ?2 AND "
+                        "identity = ?3 AND counter = ?4 AND at > ?5",
+    [ST_EVENT_PRUNE] = "DELETE FROM counter_events WHERE ns = ?1 AND api = ?2 AND identity = ?3 "
+                       "AND counter = ?4 AND at <= ?5",
+    [ST_EVENTS_CLEAR_COUNTER] = "DELETE FROM counter_events WHERE ns = ?1 AND api = ?2 AND "
+                                "identity = ?3 AND counter = ?4",
+    [ST_EVENTS_CLEAR_ALL] = "DELETE FROM counter_events WHERE ns = ?1 AND api = ?2 AND identity = "
+                            "?3",
+    [ST_MESH_TOKEN_ADD] = "INSERT INTO mesh_tokens(access_token, refresh_token, ns, user_id, "
+                          "broker_type, account_id, account_json, issued_at, expires_at, "
+                          "refresh_expires_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_MESH_TOKEN_SEEN] = "SELECT 1 FROM mesh_tokens WHERE ns = ?1 AND user_id = ?2 AND "
+                           "broker_type = ?3 AND account_id = ?4 LIMIT 1",
+    [ST_MESH_TOKEN_BY_REFRESH] = "SELECT access_token, user_id, account_id, account_json, "
+                                 "refresh_expires_at, revoked FROM mesh_tokens WHERE "
+                                 "refresh_token = ?1 AND ns = ?2 AND broker_type = ?3",
+    [ST_MESH_TOKEN_BY_ACCESS] = "SELECT user_id, account_id, revoked FROM mesh_tokens WHERE "
+                                "access_token = ?1 AND ns = ?2 AND broker_type = ?3",
+    [ST_MESH_TOKEN_REVOKE_CONN] = "UPDATE mesh_tokens SET revoked = 1 WHERE ns = ?1 AND user_id "
+                                  "= ?2 AND broker_type = ?3 AND account_id = ?4",
+    [ST_MESH_TOKEN_REVOKE] = "UPDATE mesh_tokens SET revoked = 1 WHERE access_token = ?1",
+    [ST_RESET_SESSIONS] = "DELETE FROM sessions",
+    [ST_RESET_EVENTS] = "DELETE FROM counter_events",
+    [ST_RESET_MESH_TOKENS] = "DELETE FROM mesh_tokens",
+    [ST_RESET_SESSIONS_NS] = "DELETE FROM sessions WHERE ns = ?1",
+    [ST_RESET_EVENTS_NS] = "DELETE FROM counter_events WHERE ns = ?1",
+    [ST_RESET_MESH_TOKENS_NS] = "DELETE FROM mesh_tokens WHERE ns = ?1",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+};
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    /* One connection serialised by our own mutex: SQLite's own locking is not needed. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "--db %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 2000);
+    char *msg = NULL;
+    int is_memory = strcmp(path, ":memory:") == 0 || path[0] == '\0';
+    const char *pragmas = is_memory ? "PRAGMA synchronous=OFF;"
+                                    : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "--db %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[i], NULL) !=
+            SQLITE_OK) {
+            snprintf(err, errlen, "--db %s: preparing statement %d: %s", path, i,
+                     sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return -1;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void store_lock(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+void store_unlock(struct store *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
+
+sqlite3_stmt *store_stmt(struct store *s, enum store_stmt_id id)
+{
+    sqlite3_stmt *st = s->stmts[id];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+int store_exec(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        log_error("sqlite: %s (in: %s)", sqlite3_errmsg(s->db), sqlite3_sql(st));
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+void store_bind_text(sqlite3_stmt *st, int idx, const char *text)
+{
+    if (text)
+        sqlite3_bind_text(st, idx, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+int store_reset(struct store *s, const char *ns)
+{
+    static const enum store_stmt_id all[] = {ST_RESET_SESSIONS, ST_RESET_EVENTS,
+                                             ST_RESET_MESH_TOKENS};
+    static const enum store_stmt_id one[] = {ST_RESET_SESSIONS_NS, ST_RESET_EVENTS_NS,
+                                             ST_RESET_MESH_TOKENS_NS};
+    int err = 0;
+    store_lock(s);
+    store_exec(s, store_stmt(s, ST_BEGIN));
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        sqlite3_stmt *st = store_stmt(s, ns ? one[i] : all[i]);
+        if (ns)
+            store_bind_text(st, 1, ns);
+        err |= store_exec(s, st);
+    }
+    store_exec(s, store_stmt(s, err ? ST_ROLLBACK : ST_COMMIT));
+    store_unlock(s);
+    return err ? -1 : 0;
+}
+
+const char *store_errmsg(struct store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
