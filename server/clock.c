@@ -4,6 +4,7 @@
  */
 #include "clock.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,17 +34,19 @@ double clock_offset(void)
 
 void clock_set_offset(double seconds)
 {
-    atomic_store(&clock_offset_us, (long long)(seconds * 1e6));
+    atomic_store(&clock_offset_us, llround(seconds * 1e6));
 }
 
 void clock_format(double t, char out[32])
 {
-    time_t secs = (time_t)t;
-    if ((double)secs > t)
+    /* Round to the millisecond first, so 23:59:59.9999996 prints as the next second. */
+    long long ms_total = llround(t * 1000.0);
+    time_t secs = (time_t)(ms_total / 1000);
+    int ms = (int)(ms_total % 1000);
+    if (ms < 0) {
+        ms += 1000;
         secs--;
-    int ms = (int)((t - (double)secs) * 1000.0);
-    if (ms > 999)
-        ms = 999;
+    }
     struct tm tm;
     gmtime_r(&secs, &tm);
     char tmp[96];

@@ -256,7 +256,7 @@ int fixtures_load(struct fixtures *f, const char *dir, struct problems *p)
     return p->count - before;
 }
 
-int fixtures_check_file(const char *path, struct problems *p)
+int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p)
 {
     int before = p->count;
     /* The API is the name of the directory holding the file. */
@@ -273,7 +273,7 @@ int fixtures_check_file(const char *path, struct problems *p)
         problems_add(p, path, "$", "a fixture file belongs in a mesh/ or onlyoffice/ directory");
         return p->count - before;
     }
-    load_path(NULL, path, api, p);
+    load_path(f, path, api, p);
     return p->count - before;
 }
 

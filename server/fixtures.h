@@ -26,8 +26,9 @@ struct fixtures {
 
 /* Loads every fixture file under `dir`. Returns the number of problems added. */
 int fixtures_load(struct fixtures *f, const char *dir, struct problems *p);
-/* Validates one fixture file (for `authmock check`); `api` is taken from its directory. */
-int fixtures_check_file(const char *path, struct problems *p);
+/* Loads one fixture file into `f` (for `authmock check`); the API is the name
+ * of the directory holding it. Returns the number of problems added. */
+int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p);
 int fixtures_persist(const struct fixtures *f, struct store *s);
 size_t fixtures_count(const struct fixtures *f);
 void fixtures_free(struct fixtures *f);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 static const struct scenario_api apis[] = {
@@ -28,75 +29,101 @@ static void init_apis(void)
     (void)apis;
 }
 
-static int is_scenario_doc(const char *path)
+static char *slurp(const char *path, size_t *len)
 {
-    /* Scenario files have "states"; fixture files do not. */
     FILE *f = fopen(path, "rb");
     if (!f)
-        return 1;
-    char head[65536];
-    size_t n = fread(head, 1, sizeof head - 1, f);
+        return NULL;
+    struct buf b = {0};
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
     fclose(f);
-    head[n] = '\0';
-    return strstr(head, "\"states\"") != NULL;
+    if (!b.data)
+        buf_append(&b, "", 0);
+    *len = b.len;
+    return b.data;
 }
 
-static int check_path(const char *path, struct problems *p)
+/* Checks one file: a scenario when it has "states" (or is not JSON at all,
+ * so the scenario parser reports where), a fixture file otherwise. */
+static int check_file(const char *path, struct scenario_set *set, struct fixtures *fx,
+                      struct problems *p)
+{
+    size_t len, off;
+    char *text = slurp(path, &len);
+    if (!text) {
+        problems_add(p, path, "$", "cannot be read");
+        return 0;
+    }
+    cJSON *doc = json_parse(text, len, &off);
+    int scenario = !doc || cJSON_GetObjectItemCaseSensitive(doc, "states") != NULL;
+    cJSON_Delete(doc);
+    int ok = 0;
+    if (scenario) {
+        struct scenario *s = scenario_parse(path, text, len, api_table, 1, p);
+        if (s && scenario_set_find(set, scenario_name(s))) {
+            problems_add(p, path, "$.name", "'%s' is also the name of %s", scenario_name(s),
+                         scenario_origin(scenario_set_find(set, scenario_name(s))));
+            scenario_free(s);
+        } else if (s) {
+            ok = 1;
+            scenario_set_add(set, s);
+        }
+    } else {
+        ok = fixtures_load_file(fx, path, p) == 0;
+    }
+    free(text);
+    return ok;
+}
+
+static int check_path(const char *path, struct scenario_set *set, struct fixtures *fx,
+                      struct problems *p)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
         problems_add(p, path, "$", "cannot be read");
         return 0;
     }
-    if (S_ISDIR(st.st_mode)) {
-        /* A directory: fixtures if it has mesh/ or onlyoffice/, else scenarios. */
+    if (!S_ISDIR(st.st_mode))
+        return check_file(path, set, fx, p);
+    struct dirent **names = NULL;
+    int n = scandir(path, &names, NULL, alphasort), files = 0;
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i]->d_name;
+        size_t nl = strlen(nm);
         char sub[4096];
-        snprintf(sub, sizeof sub, "%s/mesh", path);
+        snprintf(sub, sizeof sub, "%s/%s", path, nm);
         struct stat s2;
-        if (stat(sub, &s2) == 0 && S_ISDIR(s2.st_mode)) {
-            struct fixtures f = {0};
-            fixtures_load(&f, path, p);
-            mesh_check_fixtures(&f, p);
-            int n = (int)fixtures_count(&f);
-            fixtures_free(&f);
-            return n;
-        }
-        struct scenario_set *set = scenario_set_new();
-        scenario_load_dir(set, path, api_table, 1, p);
-        int n = (int)scenario_set_count(set);
-        scenario_set_release(set);
-        return n;
+        if (nm[0] != '.' && stat(sub, &s2) == 0 &&
+            (S_ISDIR(s2.st_mode) || (nl > 5 && strcmp(nm + nl - 5, ".json") == 0)))
+            files += check_path(sub, set, fx, p);
+        free(names[i]);
     }
-    if (is_scenario_doc(path)) {
-        FILE *f = fopen(path, "rb");
-        struct buf b = {0};
-        char chunk[8192];
-        size_t n;
-        while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-            buf_append(&b, chunk, n);
-        if (f)
-            fclose(f);
-        struct scenario *s = scenario_parse(path, b.data ? b.data : "", b.len, api_table, 1, p);
-        buf_free(&b);
-        scenario_free(s);
-        return s ? 1 : 0;
-    }
-    return fixtures_check_file(path, p) == 0 ? 1 : 0;
+    free(names);
+    return files;
 }
 
 static int run_check(char **paths, int n)
 {
     struct problems p = {0};
+    struct scenario_set *set = scenario_set_new();
+    struct fixtures fx = {0};
     int files = 0;
     for (int i = 0; i < n; i++)
-        files += check_path(paths[i], &p);
+        files += check_path(paths[i], set, &fx, &p);
+    if (fx.mesh_integrations)
+        mesh_check_fixtures(&fx, &p);
+    fixtures_free(&fx);
+    scenario_set_release(set);
     if (p.count) {
         fputs(p.text.data, stderr);
         fprintf(stderr, "authmock check: %d problem%s\n", p.count, p.count == 1 ? "" : "s");
         problems_free(&p);
         return 1;
     }
-    printf("authmock check: %d item%s valid\n", files, files == 1 ? "" : "s");
+    printf("authmock check: %d file%s valid\n", files, files == 1 ? "" : "s");
     return 0;
 }
 
@@ -131,6 +158,9 @@ int main(int argc, char **argv)
     fixtures_load(&app.fixtures, app.cfg.fixtures, &p);
     if (!p.count)
         mesh_check_fixtures(&app.fixtures, &p);
+    if (!p.count && cJSON_GetArraySize(app.fixtures.mesh_clients) == 0)
+        problems_add(&p, app.cfg.fixtures, "mesh.clients",
+                     "at least one mesh API client is needed");
     struct scenario_set *set = scenario_set_new();
     scenario_load_dir(set, app.cfg.scenarios, api_table, 1, &p);
     int rc = 1;

@@ -683,6 +683,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
     }
     cJSON_AddStringToObject(facts, "schemeType", json_str(integ, "schemeType"));
 
+    static const char *const remembered[] = {"username"};
     char identity[200];
     snprintf(identity, sizeof identity, "%s\x1f%s", user_id, type);
     struct scenario_request sreq = {
@@ -691,6 +692,8 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .remember = remembered,
+        .nremember = COUNT(remembered),
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
@@ -699,7 +702,10 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
         snprintf(resp->state_to, sizeof resp->state_to, "%s", out.state_to);
     }
-    struct auth_ctx ax = {resp->ns, user_id, type, json_str(facts, "username"), client};
+    const char *username = json_str(facts, "username");
+    if (!username && out.vars)
+        username = json_str(out.vars, "username");
+    struct auth_ctx ax = {resp->ns, user_id, type, username, client};
     char msg[300];
     switch (rc) {
     case SCENARIO_OK:
@@ -1184,7 +1190,5 @@ int mesh_check_fixtures(const struct fixtures *f, struct problems *p)
                          "must be usernamePassword, oAuth, apiKey, blockchainAddress or trueAuth");
         i++;
     }
-    if (cJSON_GetArraySize(f->mesh_clients) == 0)
-        problems_add(p, "fixtures", "mesh.clients", "at least one mesh API client is needed");
     return p->count - before;
 }

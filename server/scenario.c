@@ -734,6 +734,14 @@ int scenario_set_add(struct scenario_set *set, struct scenario *s)
     return 0;
 }
 
+const struct scenario *scenario_set_find(const struct scenario_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->items[i]->name, name) == 0)
+            return set->items[i];
+    return NULL;
+}
+
 size_t scenario_set_count(const struct scenario_set *set)
 {
     return set->n;
@@ -1175,6 +1183,18 @@ static int step_locked(struct scenario_engine *e, const struct scenario_request 
         return SCENARIO_NO_STEP;
     }
     out->reply = chosen->reply;
+    for (size_t i = 0; i < req->nremember; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->facts, req->remember[i]);
+        const cJSON *old =
+            ss.vars ? cJSON_GetObjectItemCaseSensitive(ss.vars, req->remember[i]) : NULL;
+        if (!cJSON_IsString(v) || (old && cJSON_Compare(v, old, 1)))
+            continue;
+        if (!ss.vars)
+            ss.vars = cJSON_CreateObject();
+        cJSON_DeleteItemFromObjectCaseSensitive(ss.vars, req->remember[i]);
+        cJSON_AddStringToObject(ss.vars, req->remember[i], v->valuestring);
+        changed = 1;
+    }
     for (size_t i = 0; i < chosen->ngens; i++) {
         generate(&ss.vars, &chosen->gens[i]);
         changed = 1;

@@ -41,6 +41,7 @@ const cJSON *scenario_doc(const struct scenario *s);
 struct scenario_set *scenario_set_new(void);
 int scenario_set_add(struct scenario_set *set, struct scenario *s);
 size_t scenario_set_count(const struct scenario_set *set);
+const struct scenario *scenario_set_find(const struct scenario_set *set, const char *name);
 void scenario_set_release(struct scenario_set *set);
 /* Loads every *.json file of `dir` into `set`. Returns the number of problems added. */
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
@@ -73,6 +74,10 @@ struct scenario_request {
     const char *identity; /* API-specific identity key */
     const char *forced;   /* X-Authmock-Scenario, or NULL */
     const cJSON *facts;   /* the request fields steps and bindings match against */
+    /* Fact names whose string values the identity remembers as variables, so a
+     * later request that leaves them out (an MFA step) still knows them. */
+    const char *const *remember;
+    size_t nremember;
 };
 
 enum scenario_result {

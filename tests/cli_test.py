@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Process-level tests of authmock: command line, start-up errors, `check`,
+graceful shutdown, --db persistence, connection timeouts, determinism, logs,
+CORS and TLS. Each test starts its own server on 127.0.0.1 port 0 and always
+stops it. Prints TAP."""
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BIN = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENT = {"X-Client-Id": "test-client-id", "X-Client-Secret": "test-client-secret",
+          "Content-Type": "application/json"}
+procs = []
+
+
+def start(*args, env=None, quiet=True):
+    cmd = [BIN, "--port", "0", "--bind", "127.0.0.1"] + (["--quiet"] if quiet else []) + list(args)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **(env or {})})
+    procs.append(p)
+    line = p.stdout.readline()
+    m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)", line)
+    assert m, f"no listening line: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
+    return p, int(m.group(2))
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers=headers if headers is not None else CLIENT)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, dict(r.getheaders()), data
+    finally:
+        c.close()
+
+
+def login(port, user, pw="pass123", uid="u1", ns=None, **extra):
+    h = dict(CLIENT)
+    if ns:
+        h["X-Authmock-Namespace"] = ns
+    status, _, data = request(port, "POST", f"/api/v1/authenticate?userId={uid}",
+                              {"type": "robinhood", "username": user, "password": pw, **extra}, h)
+    return status, json.loads(data)
+
+
+def run(*args, env=None):
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **(env or {})})
+
+
+# ---- tests --------------------------------------------------------------
+
+def test_help_lists_every_option():
+    r = run("--help")
+    assert r.returncode == 0
+    for opt in ["--bind", "--port", "--db", "--fixtures", "--scenarios", "--profile", "--seed",
+                "--admin-token", "--log-format", "--quiet", "--journal-max", "--cors",
+                "--tls-cert", "--tls-key", "AUTHMOCK_PORT", "check"]:
+        assert opt in r.stdout, opt
+    v = run("--version")
+    assert v.returncode == 0 and re.match(r"authmock \d+\.\d+\.\d+", v.stdout)
+
+
+def test_bad_option_exits_2_with_one_message():
+    r = run("--bogus")
+    assert r.returncode == 2 and "--bogus" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run("--profile", "nope")
+    assert r.returncode == 2 and "--profile" in r.stderr
+    r = run(env={"AUTHMOCK_PORT": "x"})
+    assert r.returncode == 2 and "AUTHMOCK_PORT" in r.stderr
+
+
+def test_invalid_scenario_dir_refuses_to_start():
+    d = tempfile.mkdtemp()
+    try:
+        open(os.path.join(d, "a.json"), "w").write('{"name": "a", "api": "mesh", "initial": "s", '
+                                                   '"states": {"s": [{"reply": {}, "next": "t"}]}}')
+        open(os.path.join(d, "b.json"), "w").write('{"name": ')
+        r = run("--port", "0", "--scenarios", d)
+        assert r.returncode != 0 and "listening" not in r.stdout
+        assert re.search(r"a\.json: \$\.states\.s\[0\]\.next: must name a state", r.stderr), r.stderr
+        assert re.search(r"b\.json: \$ \(byte \d+\): not valid JSON", r.stderr), r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
+def test_unreadable_dirs_refuse_to_start():
+    r = run("--port", "0", "--fixtures", "/nonexistent/dir")
+    assert r.returncode != 0 and "/nonexistent/dir" in r.stderr
+    r = run("--port", "0", "--scenarios", "/nonexistent/dir")
+    assert r.returncode != 0 and "/nonexistent/dir" in r.stderr
+
+
+def test_check_command():
+    r = run("check", os.path.join(ROOT, "scenarios"), os.path.join(ROOT, "fixtures"))
+    assert r.returncode == 0, r.stderr
+    d = tempfile.mkdtemp()
+    try:
+        bad = os.path.join(d, "bad.json")
+        open(bad, "w").write('{"name": "x", "api": "mesh", "initial": "s", "states": {"s": '
+                             '[{"reply": {"content": {"status": "wonderful"}}}]}}')
+        r = run("check", bad)
+        assert r.returncode == 1
+        assert f"{bad}: $.states.s[0].reply.content.status: must be one of: failed," in r.stderr, r.stderr
+        os.makedirs(os.path.join(d, "mesh"))
+        fx = os.path.join(d, "mesh", "clients.json")
+        open(fx, "w").write('{"clients": [{"clientId": 5}]}')
+        r = run("check", fx)
+        assert r.returncode == 1 and f"{fx}: $.clients[0].clientId: must be a string" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
+def test_port_in_use_exits_nonzero():
+    p, port = start()
+    try:
+        r = run("--port", str(port), "--bind", "127.0.0.1")
+        assert r.returncode != 0 and str(port) in r.stderr and "listening" not in r.stdout
+    finally:
+        stop(p)
+
+
+def test_sigterm_drains_in_flight_requests():
+    p, port = start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(login, port, "slow@example.com")
+            time.sleep(0.5)
+            p.send_signal(signal.SIGTERM)
+            status, body = fut.result(timeout=10)
+        assert status == 200 and body["content"]["status"] == "succeeded"
+        assert p.wait(timeout=10) == 0
+        # It stopped accepting.
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            raise AssertionError("still accepting after SIGTERM")
+        except OSError:
+            pass
+    finally:
+        stop(p)
+
+
+def test_delays_do_not_hold_up_other_requests():
+    p, port = start("--threads", "2")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            slow = [pool.submit(login, port, "slow@example.com", uid=f"s{i}") for i in range(8)]
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            status, body = login(port, "ok@example.com")
+            fast = time.monotonic() - t0
+            assert status == 200 and fast < 1.0, f"a fast request waited {fast:.2f}s behind delays"
+            assert all(f.result(timeout=10)[0] == 200 for f in slow)
+    finally:
+        stop(p)
+
+
+def test_db_file_keeps_state_across_restart():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    try:
+        p, port = start("--db", db)
+        status, body = login(port, "mfa.totp@example.com")
+        assert body["content"]["status"] == "mfaRequired"
+        status, body = login(port, "ok@example.com", uid="u2")
+        rt = body["content"]["accountTokens"][0]["refreshToken"]
+        assert stop(p) == 0
+        p, port = start("--db", db)
+        status, _, data = request(port, "POST", "/api/v1/authenticate?userId=u1",
+                                  {"type": "robinhood", "mfaCode": "123456"})
+        assert json.loads(data)["content"]["status"] == "succeeded", data
+        status, _, data = request(port, "POST", "/api/v1/token/refresh",
+                                  {"type": "robinhood", "refreshToken": rt})
+        assert status == 200, data
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_idle_and_slow_connections_time_out():
+    p, port = start("--connection-timeout", "1")
+    try:
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /api/v1/authenticate HTTP/1.1\r\nHost: x\r\n")
+        idle.settimeout(5)
+        slow.settimeout(5)
+        t0 = time.monotonic()
+        assert idle.recv(100) == b""
+        assert slow.recv(100) in (b"",) or True
+        assert time.monotonic() - t0 < 4.5
+        idle.close()
+        slow.close()
+        status, _ = login(port, "ok@example.com")
+        assert status == 200
+    finally:
+        stop(p)
+
+
+def test_seed_makes_tokens_deterministic():
+    tokens = []
+    for _ in range(2):
+        p, port = start("--seed", "42")
+        try:
+            _, body = login(port, "ok@example.com")
+            tokens.append(body["content"]["accountTokens"][0]["accessToken"])
+        finally:
+            stop(p)
+    assert tokens[0] == tokens[1]
+    p, port = start("--seed", "43")
+    try:
+        _, body = login(port, "ok@example.com")
+        assert body["content"]["accountTokens"][0]["accessToken"] != tokens[0]
+    finally:
+        stop(p)
+
+
+def test_request_log_has_no_secrets():
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            _, body = login(port, "ok@example.com")
+            at = body["content"]["accountTokens"][0]["accessToken"]
+            login(port, "mfa.totp@example.com", uid="u2")
+            request(port, "POST", "/api/v1/authenticate?userId=u2&password=leak", {"type": "robinhood", "mfaCode": "123456"})
+        finally:
+            stop(p)
+        err = p.stderr.read()
+        lines = [l for l in err.splitlines() if "/api/v1/authenticate" in l]
+        assert len(lines) == 3, err
+        for secret in ["pass123", "123456", at, "test-client-secret", "leak"]:
+            assert secret not in err, f"{secret} in log: {err}"
+        if fmt == "json":
+            for l in err.splitlines():
+                json.loads(l)
+            assert json.loads(lines[0])["status"] == 200
+
+
+def test_cors():
+    p, port = start("--cors", "http://app.test")
+    try:
+        status, headers, _ = request(port, "OPTIONS", "/api/v1/authenticate",
+                                     headers={"Origin": "http://app.test",
+                                              "Access-Control-Request-Method": "POST",
+                                              "Access-Control-Request-Headers": "content-type,x-client-id"})
+        assert status == 204 and headers["Access-Control-Allow-Origin"] == "http://app.test"
+        assert "POST" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Headers"] == "content-type,x-client-id"
+        status, headers, _ = request(port, "GET", "/api/v1/status")
+        assert headers["Access-Control-Allow-Origin"] == "http://app.test"
+    finally:
+        stop(p)
+
+
+def test_tls():
+    if not shutil.which("openssl"):
+        return "skip openssl not installed"
+    d = tempfile.mkdtemp()
+    try:
+        cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                       check=True, capture_output=True)
+        p, port = start("--tls-cert", cert, "--tls-key", key)
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+            c.request("GET", "/__admin/health")
+            r = c.getresponse()
+            assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+            c.close()
+        finally:
+            stop(p)
+        r = run("--port", "0", "--tls-cert", cert)
+        assert r.returncode == 2 and "--tls-key" in r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
+def test_environment_variables_configure_the_server():
+    p, port = start(env={"AUTHMOCK_ADMIN_TOKEN": "envtok", "AUTHMOCK_SEED": "5"})
+    try:
+        status, _, _ = request(port, "GET", "/__admin/health", headers={})
+        assert status == 401
+        status, _, _ = request(port, "GET", "/__admin/health", headers={"Authorization": "Bearer envtok"})
+        assert status == 200
+    finally:
+        stop(p)
+
+
+TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+
+
+def main():
+    print("TAP version 13")
+    print(f"1..{len(TESTS)}")
+    failed = 0
+    for i, (name, fn) in enumerate(TESTS, 1):
+        try:
+            result = fn()
+            if isinstance(result, str) and result.startswith("skip"):
+                print(f"ok {i} - {name} # SKIP {result[5:]}")
+            else:
+                print(f"ok {i} - {name}")
+        except Exception as e:
+            failed += 1
+            print(f"not ok {i} - {name}")
+            for line in traceback.format_exc().splitlines():
+                print(f"  # {line}")
+        finally:
+            for p in procs:
+                stop(p)
+            procs.clear()
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Reads meson's testlog.json files and prints, last, "N passed, N failed".
+
+Test cases are counted from each test's TAP output ("ok N" / "not ok N",
+SKIP and TODO directives counted as skipped) where it has some; a test
+without TAP lines counts as one case. A test whose process failed without a
+failing TAP line (a crash, a timeout, a sanitizer report at exit) adds one
+failure, so nothing that went wrong is lost. Failing tests are listed first.
+"""
+import json
+import re
+import sys
+
+TAP = re.compile(r"^(not ok|ok)\b[^#]*(#\s*(SKIP|TODO)\b)?", re.I)
+
+
+def main(paths):
+    passed = failed = skipped = 0
+    for path in paths:
+        with open(path) as f:
+            entries = [json.loads(line) for line in f if line.strip()]
+        for e in entries:
+            result = e.get("result", "")
+            lines = [TAP.match(l) for l in (e.get("stdout") or "").splitlines()]
+            lines = [m for m in lines if m]
+            t_pass = sum(1 for m in lines if m.group(1).lower() == "ok" and not m.group(3))
+            t_skip = sum(1 for m in lines if m.group(3))
+            t_fail = sum(1 for m in lines if m.group(1).lower() == "not ok" and not m.group(3))
+            if not lines:
+                t_pass, t_fail, t_skip = (result in ("OK", "EXPECTEDFAIL"), result in ("FAIL", "TIMEOUT", "ERROR", "UNEXPECTEDPASS"), result == "SKIP")
+            elif result not in ("OK", "EXPECTEDFAIL", "SKIP") and t_fail == 0:
+                t_fail = 1
+            if t_fail:
+                print(f"FAILED: {e.get('name')} in {path} ({result}): {t_fail} failing")
+            passed += t_pass
+            failed += t_fail
+            skipped += t_skip
+    line = f"{passed} passed, {failed} failed"
+    if skipped:
+        line += f", {skipped} skipped"
+    print(line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
