@@ -432,6 +432,12 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
     sqlite3_bind_double(q, 10, now + REFRESH_TTL);
     store_exec(app->store, q);
     free(json);
+    q = store_stmt(app->store, ST_MESH_TOKEN_PRUNE);
+    store_bind_text(q, 1, ns);
+    store_bind_text(q, 2, user_id);
+    store_bind_text(q, 3, type);
+    store_bind_text(q, 4, account_id);
+    store_exec(app->store, q);
 
     cJSON *t = cJSON_CreateObject();
     cJSON_AddItemToObject(t, "account", account);

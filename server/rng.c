@@ -57,12 +57,25 @@ void rng_bytes(void *out, size_t len)
 {
     unsigned char *p = out;
     if (!rng_seeded) {
+        /* One getrandom(2) call per 4 KiB per thread instead of one per value. */
+        static _Thread_local unsigned char pool[4096];
+        static _Thread_local size_t avail;
         while (len > 0) {
-            ssize_t n = getrandom(p, len, 0);
-            if (n <= 0)
-                abort(); /* The kernel's pool does not fail on Linux >= 3.17. */
+            if (avail == 0) {
+                size_t got = 0;
+                while (got < sizeof pool) {
+                    ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+                    if (n <= 0)
+                        abort(); /* The kernel's pool does not fail on Linux >= 3.17. */
+                    got += (size_t)n;
+                }
+                avail = sizeof pool;
+            }
+            size_t n = len < avail ? len : avail;
+            memcpy(p, pool + sizeof pool - avail, n);
+            avail -= n;
             p += n;
-            len -= (size_t)n;
+            len -= n;
         }
         return;
     }

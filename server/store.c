@@ -70,6 +70,12 @@ static const char *const sql[ST_COUNT] = {
                           "refresh_expires_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_MESH_TOKEN_SEEN] = "SELECT 1 FROM mesh_tokens WHERE ns = ?1 AND user_id = ?2 AND "
                            "broker_type = ?3 AND account_id = ?4 LIMIT 1",
+    /* Keeps the newest 8 token pairs of a connection, so repeated logins of one
+     * user cannot grow the database without bound. */
+    [ST_MESH_TOKEN_PRUNE] = "DELETE FROM mesh_tokens WHERE ns = ?1 AND user_id = ?2 AND "
+                            "broker_type = ?3 AND account_id = ?4 AND rowid <= (SELECT rowid FROM "
+                            "mesh_tokens WHERE ns = ?1 AND user_id = ?2 AND broker_type = ?3 AND "
+                            "account_id = ?4 ORDER BY rowid DESC LIMIT 1 OFFSET 8)",
     [ST_MESH_TOKEN_BY_REFRESH] = "SELECT access_token, user_id, account_id, account_json, "
                                  "refresh_expires_at, revoked FROM mesh_tokens WHERE "
                                  "refresh_token = ?1 AND ns = ?2 AND broker_type = ?3",
