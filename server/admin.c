@@ -55,7 +55,9 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
 
 static void clock_body(struct http_response *resp)
 {
-    double now = clock_now();
+    /* Both fields come from one reading rounded to the millisecond, so a clock
+     * just set to a whole second never reads as the second before it. */
+    double now = round(clock_now() * 1000.0) / 1000.0;
     char iso[32];
     clock_format(now, iso);
     cJSON *o = cJSON_CreateObject();
