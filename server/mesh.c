@@ -313,6 +313,36 @@ static const cJSON *check_client(struct app *app, const struct http_request *req
     return NULL;
 }
 
+/* ASP.NET's [FromBody] binding accepts application/json, text/json and
+ * application/(anything)+json; a body of another media type gets 415. */
+static int check_media_type(const struct http_request *req, struct http_response *resp)
+{
+    if (req->body_len == 0)
+        return 0;
+    const char *ct = http_header(req, "Content-Type");
+    if (ct) {
+        size_t n = strcspn(ct, ";");
+        while (n > 0 && ct[n - 1] == ' ')
+            n--;
+        if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+            (n == 9 && strncasecmp(ct, "text/json", 9) == 0) ||
+            (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+             strncasecmp(ct + n - 5, "+json", 5) == 0))
+            return 0;
+    }
+    cJSON *pd = cJSON_CreateObject();
+    cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc7231#section-6.5.13");
+    cJSON_AddStringToObject(pd, "title", "Unsupported Media Type");
+    cJSON_AddNumberToObject(pd, "status", 415);
+    char detail[160];
+    snprintf(detail, sizeof detail, "Content-Type %.80s is not supported; send application/json.",
+             ct ? ct : "(none)");
+    cJSON_AddStringToObject(pd, "detail", detail);
+    http_reply_json(resp, 415, PROBLEM_JSON, pd);
+    cJSON_Delete(pd);
+    return -1;
+}
+
 static int take_namespace(const struct http_request *req, struct http_response *resp)
 {
     if (http_namespace(req, resp->ns, sizeof resp->ns) == 0)
@@ -653,7 +683,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                            struct http_response *resp)
 {
     const cJSON *client = check_client(app, req, resp);
-    if (!client || take_namespace(req, resp))
+    if (!client || check_media_type(req, resp) || take_namespace(req, resp))
         return;
     const char *user_id = http_query_arg(req, "userId");
     cJSON *errors = cJSON_CreateObject();
@@ -905,7 +935,7 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
 static void h_linktoken(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     const cJSON *client = check_client(app, req, resp);
-    if (!client)
+    if (!client || check_media_type(req, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)
@@ -933,7 +963,7 @@ static void h_linktoken(struct app *app, const struct http_request *req, struct 
 
 static void h_refresh(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || take_namespace(req, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)
@@ -992,7 +1022,7 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
 static void h_delete_account(struct app *app, const struct http_request *req,
                              struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || take_namespace(req, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)
