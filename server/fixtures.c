@@ -189,27 +189,10 @@ static void take_file(struct fixtures *f, const char *path, const char *api, cJS
     }
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    struct buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(fp);
-    if (!b.data)
-        buf_append(&b, "", 0);
-    *len = b.len;
-    return b.data;
-}
-
 static void load_path(struct fixtures *f, const char *path, const char *api, struct problems *p)
 {
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = file_read(path, &len);
     if (!text) {
         problems_add(p, path, "$", "cannot read: %s", strerror(errno));
         return;
@@ -227,32 +210,25 @@ static void load_path(struct fixtures *f, const char *path, const char *api, str
     cJSON_Delete(doc);
 }
 
+struct walk_ctx {
+    struct fixtures *f;
+    struct problems *p;
+};
+
+static void load_one(const char *path, void *cls)
+{
+    struct walk_ctx *wc = cls;
+    fixtures_load_file(wc->f, path, wc->p);
+}
+
 int fixtures_load(struct fixtures *f, const char *dir, struct problems *p)
 {
-    static const char *const apis[] = {"mesh", "onlyoffice"};
     int before = p->count;
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    struct walk_ctx wc = {f, p};
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || dir_walk_json(dir, load_one, &wc))
         problems_add(p, dir, "$", "the fixtures directory cannot be read: %s",
                      errno ? strerror(errno) : "not a directory");
-        return p->count - before;
-    }
-    for (size_t a = 0; a < sizeof apis / sizeof apis[0]; a++) {
-        char sub[4096];
-        snprintf(sub, sizeof sub, "%s/%s", dir, apis[a]);
-        struct dirent **names = NULL;
-        int n = scandir(sub, &names, NULL, alphasort);
-        for (int i = 0; i < n; i++) {
-            size_t nl = strlen(names[i]->d_name);
-            if (nl > 5 && strcmp(names[i]->d_name + nl - 5, ".json") == 0) {
-                char path[8192];
-                snprintf(path, sizeof path, "%s/%s", sub, names[i]->d_name);
-                load_path(f, path, apis[a], p);
-            }
-            free(names[i]);
-        }
-        free(names);
-    }
     return p->count - before;
 }
 

@@ -447,22 +447,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static char *read_pem(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    size_t len;
+    char *pem = file_read(path, &len);
+    if (!pem)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    if (!b.data) {
+    else if (len == 0)
         snprintf(err, errlen, "%s: empty file", path);
+    if (pem && len == 0) {
+        free(pem);
         return NULL;
     }
-    return b.data;
+    return pem;
 }
 
 int http_serve(struct app *app, char *err, size_t errlen)

@@ -5,10 +5,13 @@
  */
 #include "jsonutil.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <nettle/base64.h>
 #include <nettle/sha1.h>
@@ -203,4 +206,56 @@ void problems_free(struct problems *p)
 {
     buf_free(&p->text);
     p->count = 0;
+}
+
+char *file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct buf b = {0};
+    char chunk[8192];
+    size_t n;
+    int err = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(&b, chunk, n)) {
+            err = ENOMEM;
+            break;
+        }
+    if (!err && ferror(f))
+        err = errno ? errno : EIO;
+    fclose(f);
+    if (!err && !b.data && buf_append(&b, "", 0))
+        err = ENOMEM;
+    if (err) {
+        buf_free(&b);
+        errno = err;
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
+}
+
+int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void *cls)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i]->d_name;
+        size_t nl = strlen(nm);
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        if (nm[0] != '.' && stat(path, &st) == 0) {
+            if (S_ISDIR(st.st_mode))
+                dir_walk_json(path, fn, cls);
+            else if (S_ISREG(st.st_mode) && nl > 5 && strcmp(nm + nl - 5, ".json") == 0)
+                fn(path, cls);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return 0;
 }

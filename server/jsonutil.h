@@ -38,6 +38,14 @@ int b64_decode(const char *text, char **out, size_t *out_len);
 char *b64url_encode(const void *data, size_t len);
 void hex_encode(const unsigned char *data, size_t len, char *out);
 
+/* Reads a whole file into a NUL-terminated malloc'd buffer (length in *len).
+ * Returns NULL with errno set when it cannot be read. */
+char *file_read(const char *path, size_t *len);
+
+/* Calls fn for every *.json file under `dir` (recursively, in name order,
+ * skipping dot-files). Returns -1 with errno set when `dir` cannot be read. */
+int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void *cls);
+
 /* Lower-case hex SHA-1 of `data` into out[41]. */
 void sha1_hex(const void *data, size_t len, char out[41]);
 

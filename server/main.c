@@ -11,6 +11,7 @@
 #include "mesh.h"
 #include "rng.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,30 +30,13 @@ static void init_apis(void)
     (void)apis;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    if (!b.data)
-        buf_append(&b, "", 0);
-    *len = b.len;
-    return b.data;
-}
-
 /* Checks one file: a scenario when it has "states" (or is not JSON at all,
  * so the scenario parser reports where), a fixture file otherwise. */
 static int check_file(const char *path, struct scenario_set *set, struct fixtures *fx,
                       struct problems *p)
 {
     size_t len, off;
-    char *text = slurp(path, &len);
+    char *text = file_read(path, &len);
     if (!text) {
         problems_add(p, path, "$", "cannot be read");
         return 0;
@@ -78,31 +62,31 @@ static int check_file(const char *path, struct scenario_set *set, struct fixture
     return ok;
 }
 
+struct check_ctx {
+    struct scenario_set *set;
+    struct fixtures *fx;
+    struct problems *p;
+    int files;
+};
+
+static void check_one(const char *path, void *cls)
+{
+    struct check_ctx *cc = cls;
+    cc->files += check_file(path, cc->set, cc->fx, cc->p);
+}
+
 static int check_path(const char *path, struct scenario_set *set, struct fixtures *fx,
                       struct problems *p)
 {
     struct stat st;
-    if (stat(path, &st) != 0) {
-        problems_add(p, path, "$", "cannot be read");
-        return 0;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return check_file(path, set, fx, p);
-    struct dirent **names = NULL;
-    int n = scandir(path, &names, NULL, alphasort), files = 0;
-    for (int i = 0; i < n; i++) {
-        const char *nm = names[i]->d_name;
-        size_t nl = strlen(nm);
-        char sub[4096];
-        snprintf(sub, sizeof sub, "%s/%s", path, nm);
-        struct stat s2;
-        if (nm[0] != '.' && stat(sub, &s2) == 0 &&
-            (S_ISDIR(s2.st_mode) || (nl > 5 && strcmp(nm + nl - 5, ".json") == 0)))
-            files += check_path(sub, set, fx, p);
-        free(names[i]);
-    }
-    free(names);
-    return files;
+    struct check_ctx cc = {set, fx, p, 0};
+    if (stat(path, &st) != 0)
+        problems_add(p, path, "$", "cannot be read: %s", strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        check_one(path, &cc);
+    else if (dir_walk_json(path, check_one, &cc))
+        problems_add(p, path, "$", "cannot be read: %s", strerror(errno));
+    return cc.files;
 }
 
 static int run_check(char **paths, int n)

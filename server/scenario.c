@@ -757,71 +757,40 @@ void scenario_set_release(struct scenario_set *set)
     free(set);
 }
 
-static char *read_file(const char *path, size_t *len)
+struct load_ctx {
+    struct scenario_set *set;
+    const struct scenario_api *apis;
+    size_t napis;
+    struct problems *p;
+};
+
+static void load_one(const char *path, void *cls)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(&b, chunk, n)) {
-            buf_free(&b);
-            fclose(f);
-            return NULL;
-        }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        buf_free(&b);
-        return NULL;
+    struct load_ctx *lc = cls;
+    size_t len;
+    char *text = file_read(path, &len);
+    if (!text) {
+        problems_add(lc->p, path, "$", "cannot read: %s", strerror(errno));
+        return;
     }
-    if (!b.data)
-        buf_append(&b, "", 0);
-    *len = b.len;
-    return b.data;
+    struct scenario *s = scenario_parse(path, text, len, lc->apis, lc->napis, lc->p);
+    free(text);
+    const struct scenario *twin = s ? scenario_set_find(lc->set, s->name) : NULL;
+    if (twin) {
+        problems_add(lc->p, path, "$.name", "'%s' is also the name of %s", s->name, twin->origin);
+        scenario_free(s);
+    } else if (s) {
+        scenario_set_add(lc->set, s);
+    }
 }
 
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p)
 {
     int before = p->count;
-    struct dirent **names = NULL;
-    int n = scandir(dir, &names, NULL, alphasort);
-    if (n < 0) {
+    struct load_ctx lc = {set, apis, napis, p};
+    if (dir_walk_json(dir, load_one, &lc))
         problems_add(p, dir, "$", "cannot read the scenarios directory: %s", strerror(errno));
-        return p->count - before;
-    }
-    for (int i = 0; i < n; i++) {
-        const char *nm = names[i]->d_name;
-        size_t nl = strlen(nm);
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, nm);
-        struct stat stbuf;
-        if (nm[0] != '.' && stat(path, &stbuf) == 0 && S_ISDIR(stbuf.st_mode)) {
-            scenario_load_dir(set, path, apis, napis, p);
-        } else if (nl > 5 && strcmp(nm + nl - 5, ".json") == 0 && stat(path, &stbuf) == 0 &&
-                   S_ISREG(stbuf.st_mode)) {
-            size_t len;
-            char *text = read_file(path, &len);
-            if (!text) {
-                problems_add(p, path, "$", "cannot read: %s", strerror(errno));
-            } else {
-                struct scenario *s = scenario_parse(path, text, len, apis, napis, p);
-                if (s) {
-                    for (size_t j = 0; j < set->n; j++)
-                        if (strcmp(set->items[j]->name, s->name) == 0)
-                            problems_add(p, path, "$.name", "'%s' is also the name of %s", s->name,
-                                         set->items[j]->origin);
-                    scenario_set_add(set, s);
-                }
-                free(text);
-            }
-        }
-        free(names[i]);
-    }
-    free(names);
     return p->count - before;
 }
 
