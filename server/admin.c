@@ -6,6 +6,7 @@
 #include "app.h"
 #include "clock.h"
 #include "http.h"
+#include "onlyoffice.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -107,10 +108,22 @@ static void h_clock_post(struct app *app, const struct http_request *req,
     cJSON_Delete(body);
 }
 
+static void h_sms(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char ns[64];
+    const char *q = http_query_arg(req, "namespace");
+    if (!q && http_namespace(req, ns, sizeof ns) == 0 && ns[0])
+        q = ns;
+    onlyoffice_sms_outbox(app, q, resp);
+}
+
 const struct route admin_routes[] = {
     {"GET", "/__admin/health", h_health, "admin"},
     {"POST", "/__admin/reset", h_reset, "admin"},
     {"GET", "/__admin/clock", h_clock_get, "admin"},
     {"POST", "/__admin/clock", h_clock_post, "admin"},
+    {"GET", "/__admin/onlyoffice/sms", h_sms, "admin"},
 };
 const size_t admin_route_count = sizeof admin_routes / sizeof admin_routes[0];

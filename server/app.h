@@ -17,6 +17,8 @@ struct app {
     struct fixtures fixtures;
     struct scenario_engine *engine;
     double started; /* monotonic seconds at start */
+    int port;       /* the port actually bound */
+    int tls;        /* serving HTTPS */
 };
 
 #endif

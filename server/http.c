@@ -136,6 +136,22 @@ const char *http_cookie(const struct http_request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
+void http_base_url(const struct app *app, const struct http_request *r, char *out, size_t cap)
+{
+    const char *host = http_header(r, "Host");
+    const char *scheme = app->tls ? "https" : "http";
+    /* A Host header with characters that do not belong in one is ignored. */
+    if (host && *host && strlen(host) < 256 &&
+        strspn(host, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789.-:[]") == strlen(host))
+        snprintf(out, cap, "%s://%s", scheme, host);
+    else if (strchr(app->cfg.bind, ':'))
+        snprintf(out, cap, "%s://[%s]:%d", scheme, app->cfg.bind, app->port);
+    else
+        snprintf(out, cap, "%s://%s:%d", scheme, app->cfg.bind, app->port);
+}
+
 int http_namespace(const struct http_request *r, char *out, size_t cap)
 {
     const char *ns = http_header(r, "X-Authmock-Namespace");
@@ -194,7 +210,8 @@ void http_reply_error(struct http_response *resp, int status, const char *fmt, .
 
 void http_add_header(struct http_response *resp, const char *name, const char *value)
 {
-    for (int i = 0; i < resp->nheaders; i++) {
+    /* Set-Cookie may repeat; any other header is replaced. */
+    for (int i = 0; i < resp->nheaders && strcasecmp(name, "Set-Cookie") != 0; i++) {
         if (strcasecmp(resp->header_names[i], name) == 0) {
             free(resp->header_values[i]);
             resp->header_values[i] = strdup(value);
@@ -275,6 +292,8 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
         MHD_add_response_header(r, "Vary", "Origin");
     }
     ctx->status = resp->status;
+    if (resp->log_path[0])
+        snprintf(ctx->path, sizeof ctx->path, "%s", resp->log_path);
     ctx->log.api = resp->api;
     memcpy(ctx->log.ns, resp->ns, sizeof ctx->log.ns);
     memcpy(ctx->log.scenario, resp->scenario, sizeof ctx->log.scenario);
@@ -521,6 +540,8 @@ int http_serve(struct app *app, char *err, size_t errlen)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = info ? info->port : cfg->port;
+    app->port = port;
+    app->tls = cert != NULL;
     timer.stop = 0;
     pthread_create(&timer.thread, NULL, timer_main, NULL);
 

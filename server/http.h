@@ -44,6 +44,7 @@ struct http_response {
     enum http_fault fault;
     long delay_ms;
     /* For the log line. */
+    char log_path[128]; /* logged instead of the path when set (a path that holds a secret) */
     const char *api;
     char ns[64];
     char scenario[64];
@@ -64,6 +65,9 @@ void http_reply_error(struct http_response *resp, int status, const char *fmt, .
 void http_reply_raw(struct http_response *resp, int status, const char *content_type,
                     const char *body, size_t len);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
+
+/* "http(s)://host" of the request, from the Host header (else the bound address). */
+void http_base_url(const struct app *app, const struct http_request *r, char *out, size_t cap);
 
 /* The X-Authmock-Namespace header into out ("" when absent). Returns -1 when
  * it is longer than cap - 1 bytes or has characters other than printable ASCII. */

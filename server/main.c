@@ -9,6 +9,7 @@
 #include "http.h"
 #include "log.h"
 #include "mesh.h"
+#include "onlyoffice.h"
 #include "rng.h"
 
 #include <errno.h>
@@ -18,16 +19,14 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-static const struct scenario_api apis[] = {
-    {"mesh", NULL},
-};
-
-static struct scenario_api api_table[1];
+/* The emulated APIs, for validating scenario files. */
+static struct scenario_api api_table[2];
+#define NAPIS (sizeof api_table / sizeof api_table[0])
 
 static void init_apis(void)
 {
     api_table[0] = mesh_scenario_api;
-    (void)apis;
+    api_table[1] = onlyoffice_scenario_api;
 }
 
 /* Checks one file: a scenario when it has "states" (or is not JSON at all,
@@ -46,7 +45,7 @@ static int check_file(const char *path, struct scenario_set *set, struct fixture
     cJSON_Delete(doc);
     int ok = 0;
     if (scenario) {
-        struct scenario *s = scenario_parse(path, text, len, api_table, 1, p);
+        struct scenario *s = scenario_parse(path, text, len, api_table, NAPIS, p);
         if (s && scenario_set_find(set, scenario_name(s))) {
             problems_add(p, path, "$.name", "'%s' is also the name of %s", scenario_name(s),
                          scenario_origin(scenario_set_find(set, scenario_name(s))));
@@ -97,8 +96,8 @@ static int run_check(char **paths, int n)
     int files = 0;
     for (int i = 0; i < n; i++)
         files += check_path(paths[i], set, &fx, &p);
-    if (fx.mesh_integrations)
-        mesh_check_fixtures(&fx, &p);
+    mesh_check_fixtures(&fx, &p);
+    onlyoffice_check_fixtures(&fx, &p);
     fixtures_free(&fx);
     scenario_set_release(set);
     if (p.count) {
@@ -140,13 +139,15 @@ int main(int argc, char **argv)
 
     struct problems p = {0};
     fixtures_load(&app.fixtures, app.cfg.fixtures, &p);
-    if (!p.count)
+    if (!p.count) {
         mesh_check_fixtures(&app.fixtures, &p);
+        onlyoffice_check_fixtures(&app.fixtures, &p);
+    }
     if (!p.count && cJSON_GetArraySize(app.fixtures.mesh_clients) == 0)
         problems_add(&p, app.cfg.fixtures, "mesh.clients",
                      "at least one mesh API client is needed");
     struct scenario_set *set = scenario_set_new();
-    scenario_load_dir(set, app.cfg.scenarios, api_table, 1, &p);
+    scenario_load_dir(set, app.cfg.scenarios, api_table, NAPIS, &p);
     int rc = 1;
     if (p.count) {
         fputs(p.text.data, stderr);

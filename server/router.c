@@ -5,6 +5,7 @@
 #include "admin.h"
 #include "http.h"
 #include "mesh.h"
+#include "onlyoffice.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct table {
 
 static const struct table tables[] = {
     {mesh_routes, &mesh_route_count},
+    {onlyoffice_routes, &onlyoffice_route_count},
     {admin_routes, &admin_route_count},
 };
 

@@ -74,6 +74,7 @@ struct limit {
     long max;
     double window;
     double block; /* 0: until the oldest event leaves the window */
+    int on_next;  /* "blockOn": "next": the block starts with the request after max events */
     const cJSON *reply;
 };
 
@@ -542,10 +543,15 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
             } else if (strcmp(k->string, "reply") == 0) {
                 lim->reply = k;
                 validate_reply_common(ps, k, sub, api);
+            } else if (strcmp(k->string, "blockOn") == 0) {
+                const char *v = cJSON_IsString(k) ? k->valuestring : "";
+                if (strcmp(v, "max") && strcmp(v, "next"))
+                    problems_add(ps->p, ps->file, sub, "must be max or next");
+                lim->on_next = strcmp(v, "next") == 0;
             } else if (strcmp(k->string, "description") != 0) {
                 problems_add(ps->p, ps->file, sub,
                              "unknown key (a limit has counter, max, windowSeconds, "
-                             "blockSeconds, reply)");
+                             "blockSeconds, blockOn, reply)");
             }
         }
         static const char *const required[] = {"counter", "max", "windowSeconds", "reply"};
@@ -1089,6 +1095,24 @@ static struct scenario *choose(const struct scenario_set *set, const struct scen
     return best;
 }
 
+/* Blocks the identity under limit `l` from now, and clears the limit's counter:
+ * the window's events have done their work. */
+static void start_block(struct store *st, const struct scenario_request *req,
+                        const struct scenario *s, size_t l, struct session *ss, double now)
+{
+    const struct limit *lim = &s->limits[l];
+    double until = lim->block > 0 ? now + lim->block
+                                  : oldest_event(st, req, s, lim->counter, now) + lim->window;
+    if (until > ss->blocked_until) {
+        ss->blocked_until = until;
+        ss->block_limit = (int)l;
+    }
+    sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
+    bind_identity(q, req);
+    store_bind_text(q, 4, s->counters[lim->counter]);
+    store_exec(st, q);
+}
+
 static int step_locked(struct scenario_engine *e, const struct scenario_request *req,
                        struct scenario_outcome *out, double now)
 {
@@ -1131,6 +1155,19 @@ static int step_locked(struct scenario_engine *e, const struct scenario_request 
         ss.blocked_until = 0;
         ss.block_limit = -1;
         changed = 1;
+    }
+
+    /* A "blockOn": "next" limit refuses the request that comes after max events. */
+    for (size_t l = 0; l < s->nlimits; l++) {
+        const struct limit *lim = &s->limits[l];
+        if (!lim->on_next || count_events(st, req, s, lim->counter, now) < lim->max)
+            continue;
+        start_block(st, req, s, l, &ss, now);
+        out->reply = lim->reply;
+        out->retry_after = (long)ceil(ss.blocked_until - now);
+        out->limited = 1;
+        out->vars = ss.vars;
+        return session_save(st, req, s, &ss, now) ? SCENARIO_STORE_ERROR : 0;
     }
 
     /* Which counters this request adds to, so limits are checked only for those. */
@@ -1194,19 +1231,9 @@ static int step_locked(struct scenario_engine *e, const struct scenario_request 
         int hit = 0;
         for (size_t t = 0; t < ntouched; t++)
             hit |= touched[t] == lim->counter;
-        if (!hit || count_events(st, req, s, lim->counter, now) < lim->max)
+        if (!hit || lim->on_next || count_events(st, req, s, lim->counter, now) < lim->max)
             continue;
-        double until = lim->block > 0 ? now + lim->block
-                                      : oldest_event(st, req, s, lim->counter, now) + lim->window;
-        if (until > ss.blocked_until) {
-            ss.blocked_until = until;
-            ss.block_limit = (int)l;
-        }
-        /* The block starts now: the window's events have done their work. */
-        sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
-        bind_identity(q, req);
-        store_bind_text(q, 4, s->counters[lim->counter]);
-        store_exec(st, q);
+        start_block(st, req, s, l, &ss, now);
         changed = 1;
     }
     out->vars = ss.vars;

@@ -36,7 +36,19 @@ static const char *const schema =
     "account_id TEXT NOT NULL, account_json TEXT NOT NULL, issued_at REAL NOT NULL, expires_at "
     "REAL NOT NULL, refresh_expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS mesh_tokens_conn ON mesh_tokens(ns, user_id, broker_type, "
-    "account_id);";
+    "account_id);"
+    "CREATE TABLE IF NOT EXISTS oo_tokens(token TEXT PRIMARY KEY, ns TEXT NOT NULL, user_id TEXT "
+    "NOT NULL, issued_at REAL NOT NULL, expires_at REAL NOT NULL, session INTEGER NOT NULL, "
+    "revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS oo_tokens_user ON oo_tokens(ns, user_id);"
+    "CREATE TABLE IF NOT EXISTS oo_users(ns TEXT NOT NULL, user_id TEXT NOT NULL, app_connected "
+    "INTEGER NOT NULL, phone TEXT, phone_activated INTEGER NOT NULL, used_codes TEXT NOT NULL, "
+    "PRIMARY KEY(ns, user_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS oo_sms(ns TEXT NOT NULL, phone TEXT NOT NULL, code TEXT NOT NULL, "
+    "sent_at REAL NOT NULL, expires_at REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS oo_sms_phone ON oo_sms(ns, phone);"
+    "CREATE TABLE IF NOT EXISTS oo_confirm(key TEXT PRIMARY KEY, ns TEXT NOT NULL, user_id TEXT "
+    "NOT NULL, type TEXT NOT NULL, expires_at REAL NOT NULL);";
 
 static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN",
@@ -84,12 +96,50 @@ static const char *const sql[ST_COUNT] = {
     [ST_MESH_TOKEN_REVOKE_CONN] = "UPDATE mesh_tokens SET revoked = 1 WHERE ns = ?1 AND user_id "
                                   "= ?2 AND broker_type = ?3 AND account_id = ?4",
     [ST_MESH_TOKEN_REVOKE] = "UPDATE mesh_tokens SET revoked = 1 WHERE access_token = ?1",
+    [ST_OO_TOKEN_ADD] = "INSERT INTO oo_tokens(token, ns, user_id, issued_at, expires_at, session) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Keeps the newest 64 tokens of a user, so repeated logins cannot grow the database. */
+    [ST_OO_TOKEN_PRUNE] = "DELETE FROM oo_tokens WHERE ns = ?1 AND user_id = ?2 AND rowid <= "
+                          "(SELECT rowid FROM oo_tokens WHERE ns = ?1 AND user_id = ?2 ORDER BY "
+                          "rowid DESC LIMIT 1 OFFSET 64)",
+    [ST_OO_TOKEN_GET] = "SELECT user_id, expires_at, revoked FROM oo_tokens WHERE token = ?1 AND "
+                        "ns = ?2",
+    [ST_OO_TOKEN_REVOKE] = "UPDATE oo_tokens SET revoked = 1 WHERE token = ?1 AND ns = ?2",
+    [ST_OO_USER_GET] = "SELECT app_connected, phone, phone_activated, used_codes FROM oo_users "
+                       "WHERE ns = ?1 AND user_id = ?2",
+    [ST_OO_USER_PUT] = "INSERT OR REPLACE INTO oo_users(ns, user_id, app_connected, phone, "
+                       "phone_activated, used_codes) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_OO_SMS_ADD] = "INSERT INTO oo_sms(ns, phone, code, sent_at, expires_at) VALUES(?1, ?2, "
+                      "?3, ?4, ?5)",
+    /* The outbox keeps the newest 50 messages of a phone. */
+    [ST_OO_SMS_PRUNE] = "DELETE FROM oo_sms WHERE ns = ?1 AND phone = ?2 AND rowid <= (SELECT "
+                        "rowid FROM oo_sms WHERE ns = ?1 AND phone = ?2 ORDER BY rowid DESC LIMIT "
+                        "1 OFFSET 50)",
+    [ST_OO_SMS_LIVE] = "SELECT count(*), max(expires_at) FROM oo_sms WHERE ns = ?1 AND phone = ?2 "
+                       "AND used = 0 AND expires_at > ?3",
+    [ST_OO_SMS_FIND] = "SELECT max(expires_at) FROM oo_sms WHERE ns = ?1 AND phone = ?2 AND used = "
+                       "0 AND code = ?3",
+    [ST_OO_SMS_CONSUME] = "UPDATE oo_sms SET used = 1 WHERE ns = ?1 AND phone = ?2",
+    [ST_OO_SMS_LIST] = "SELECT ns, phone, code, sent_at, expires_at FROM oo_sms WHERE ?1 IS NULL "
+                       "OR ns = ?1 ORDER BY rowid DESC LIMIT 500",
+    [ST_OO_CONFIRM_ADD] = "INSERT OR REPLACE INTO oo_confirm(key, ns, user_id, type, expires_at) "
+                          "VALUES(?1, ?2, ?3, ?4, ?5)",
+    [ST_OO_CONFIRM_GET] = "SELECT user_id, type, expires_at FROM oo_confirm WHERE key = ?1 AND "
+                          "ns = ?2",
     [ST_RESET_SESSIONS] = "DELETE FROM sessions",
     [ST_RESET_EVENTS] = "DELETE FROM counter_events",
     [ST_RESET_MESH_TOKENS] = "DELETE FROM mesh_tokens",
     [ST_RESET_SESSIONS_NS] = "DELETE FROM sessions WHERE ns = ?1",
     [ST_RESET_EVENTS_NS] = "DELETE FROM counter_events WHERE ns = ?1",
     [ST_RESET_MESH_TOKENS_NS] = "DELETE FROM mesh_tokens WHERE ns = ?1",
+    [ST_RESET_OO_TOKENS] = "DELETE FROM oo_tokens",
+    [ST_RESET_OO_USERS] = "DELETE FROM oo_users",
+    [ST_RESET_OO_SMS] = "DELETE FROM oo_sms",
+    [ST_RESET_OO_CONFIRM] = "DELETE FROM oo_confirm",
+    [ST_RESET_OO_TOKENS_NS] = "DELETE FROM oo_tokens WHERE ns = ?1",
+    [ST_RESET_OO_USERS_NS] = "DELETE FROM oo_users WHERE ns = ?1",
+    [ST_RESET_OO_SMS_NS] = "DELETE FROM oo_sms WHERE ns = ?1",
+    [ST_RESET_OO_CONFIRM_NS] = "DELETE FROM oo_confirm WHERE ns = ?1",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
 };
@@ -186,10 +236,12 @@ void store_bind_text(sqlite3_stmt *st, int idx, const char *text)
 
 int store_reset(struct store *s, const char *ns)
 {
-    static const enum store_stmt_id all[] = {ST_RESET_SESSIONS, ST_RESET_EVENTS,
-                                             ST_RESET_MESH_TOKENS};
-    static const enum store_stmt_id one[] = {ST_RESET_SESSIONS_NS, ST_RESET_EVENTS_NS,
-                                             ST_RESET_MESH_TOKENS_NS};
+    static const enum store_stmt_id all[] = {
+        ST_RESET_SESSIONS, ST_RESET_EVENTS, ST_RESET_MESH_TOKENS, ST_RESET_OO_TOKENS,
+        ST_RESET_OO_USERS, ST_RESET_OO_SMS, ST_RESET_OO_CONFIRM};
+    static const enum store_stmt_id one[] = {
+        ST_RESET_SESSIONS_NS, ST_RESET_EVENTS_NS, ST_RESET_MESH_TOKENS_NS, ST_RESET_OO_TOKENS_NS,
+        ST_RESET_OO_USERS_NS, ST_RESET_OO_SMS_NS, ST_RESET_OO_CONFIRM_NS};
     int err = 0;
     store_lock(s);
     store_exec(s, store_stmt(s, ST_BEGIN));

@@ -261,6 +261,27 @@ def test_request_log_has_no_secrets():
             assert json.loads(lines[0])["status"] == 200
 
 
+def test_onlyoffice_secrets_stay_out_of_the_log():
+    p, port = start(quiet=False)
+    try:
+        base = "/api/2.0/authentication"
+        h = {"Content-Type": "application/json"}
+        request(port, "POST", base, {"userName": "sms@example.com", "password": "pass123"}, h)
+        _, _, data = request(port, "GET", "/__admin/onlyoffice/sms", headers={})
+        code = json.loads(data)[0]["code"]
+        status, headers, data = request(port, "POST", f"{base}/{code}",
+                                        {"userName": "sms@example.com", "password": "pass123", "code": code}, h)
+        assert status == 200, data
+        token = json.loads(data)["response"]["token"]
+        request(port, "GET", base, headers={"Authorization": token})
+    finally:
+        stop(p)
+    err = p.stderr.read()
+    assert f"{base}/{{code}}" in err, err
+    for secret in ["pass123", code, token, token[:40]]:
+        assert secret not in err, f"{secret} in log: {err}"
+
+
 def test_cors():
     p, port = start("--cors", "http://app.test")
     try:

@@ -10,6 +10,9 @@ subset, saved values reused by later steps). See tests/cases/README.md.
 import argparse
 import base64
 import concurrent.futures
+import hashlib
+import hmac
+import struct
 import http.client
 import json
 import os
@@ -64,14 +67,24 @@ def lookup(doc, path):
     return cur
 
 
+def totp(secret, t):
+    """RFC 6238 (HMAC-SHA1, 30 s, 6 digits) over the secret's UTF-8 bytes."""
+    mac = hmac.new(secret.encode(), struct.pack(">Q", int(t // 30)), hashlib.sha1).digest()
+    off = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+
 def substitute(value, saved):
     if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{([A-Za-z0-9_.:+-]+)\}", value)
+        if whole and whole.group(1) in saved:
+            return saved[whole.group(1)]  # keeps numbers and booleans as they are
         def repl(m):
             name = m.group(1)
             if name not in saved:
                 raise Failure(f"no saved value named {name!r}")
             return str(saved[name])
-        return re.sub(r"\$\{([A-Za-z0-9_.]+)\}", repl, value)
+        return re.sub(r"\$\{([A-Za-z0-9_.:+-]+)\}", repl, value)
     if isinstance(value, list):
         return [substitute(v, saved) for v in value]
     if isinstance(value, dict):
@@ -209,18 +222,54 @@ def check(expect, status, headers, data, where, saved, save):
         raise Failure(f"{where}: body lacks {expect['bodyContains']!r}: {data[:300]!r}")
     if "bodyLength" in expect and len(data) != expect["bodyLength"]:
         raise Failure(f"{where}: body length {len(data)} != {expect['bodyLength']}")
+    for name, (path, pattern) in (save or {}).get("$regex", {}).items():
+        try:
+            m = re.search(pattern, str(lookup(doc, path)))
+        except KeyError:
+            m = None
+        if not m:
+            raise Failure(f"{where}: cannot save {name}: {pattern!r} not in {path}")
+        saved[name] = m.group(1)
     for name, path in (save or {}).items():
+        if name == "$regex":
+            continue
         try:
             saved[name] = lookup(doc, path)
         except KeyError:
             raise Failure(f"{where}: cannot save {name}: no {path} in {json.dumps(doc)[:300]}")
 
 
-def run_step(port, step, saved, where, defaults):
+def resolve_totp(port, step, saved, admin_headers):
+    """${totp:SECRET} or ${totp:SECRET:OFFSET} is the code at the server's mock
+    time (plus OFFSET seconds), read from GET /__admin/clock."""
+    names = set(re.findall(r"\$\{(totp:[^}]+)\}", json.dumps(step)))
+    if not names:
+        return
+    _, _, data = send(port, {"method": "GET", "path": "/__admin/clock", "headers": admin_headers})
+    now = json.loads(data)["epochSeconds"]
+    for name in names:
+        parts = name.split(":")
+        saved[name] = totp(parts[1], now + (int(parts[2]) if len(parts) > 2 else 0))
+
+
+def take_cookies(jar, headers):
+    for line in headers.get("set-cookie", []):
+        name, _, rest = line.partition("=")
+        value = rest.split(";", 1)[0]
+        if "expires=thu, 01 jan 1970" in line.lower() or value == "":
+            jar.pop(name.strip(), None)
+        else:
+            jar[name.strip()] = value
+
+
+def run_step(port, step, saved, where, defaults, jar):
+    resolve_totp(port, step, saved, defaults.get("adminHeaders", {}))
     req = substitute(step.get("send", {}), saved)
     hdrs = dict(defaults.get("headers", {}))
     if req.get("noDefaultHeaders"):
         hdrs = {}
+    if jar and not req.get("noCookies"):
+        hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
     hdrs.update(req.get("headers", {}))
     req["headers"] = hdrs
     expect = substitute(step.get("expect", {}), saved)
@@ -239,6 +288,7 @@ def run_step(port, step, saved, where, defaults):
         if expect.get("transportError"):
             raise Failure(f"{w}: expected a transport error, got HTTP {status} {data[:200]!r}")
         elapsed = time.monotonic() - started
+        take_cookies(jar, headers)
         if "minSeconds" in expect and elapsed < expect["minSeconds"]:
             raise Failure(f"{w}: answered after {elapsed:.3f}s, expected at least {expect['minSeconds']}s")
         check(expect, status, headers, data, w, saved, step.get("save"))
@@ -264,7 +314,17 @@ def run_parallel(port, req, step, where):
 def run_file(binary, path, counter):
     with open(path) as f:
         spec = json.load(f)
-    name = os.path.basename(path)
+    results = []
+    for variant in spec.get("variants", [{}]):
+        one = dict(spec)
+        one["args"] = spec.get("args", []) + variant.get("args", [])
+        one["vars"] = variant.get("vars", {})
+        label = os.path.basename(path) + (f" [{variant['name']}]" if "name" in variant else "")
+        results += run_variant(binary, path, one, label, counter)
+    return results
+
+
+def run_variant(binary, path, spec, name, counter):
     results = []
     server = None
     try:
@@ -279,12 +339,14 @@ def run_file(binary, path, counter):
     try:
         for case in spec["cases"]:
             counter[0] += 1
-            saved = {}
+            saved = dict(spec.get("vars", {}))
+            jar = {}
+            defaults = dict(spec.get("defaults", {}), adminHeaders=spec.get("adminHeaders", {}))
             try:
                 send(server.port, {"method": "POST", "path": "/__admin/reset",
                                    "headers": spec.get("adminHeaders", {})})
                 for i, step in enumerate(case["steps"]):
-                    run_step(server.port, step, saved, f"step {i + 1}", spec.get("defaults", {}))
+                    run_step(server.port, step, saved, f"step {i + 1}", defaults, jar)
                 print(f"ok {counter[0]} - {name}: {case['name']}", flush=True)
                 results.append(True)
             except Failure as e:

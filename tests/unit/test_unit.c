@@ -10,6 +10,8 @@
 #include "rng.h"
 #include "scenario.h"
 #include "store.h"
+#include "totp.h"
+#include "onlyoffice.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -150,6 +152,59 @@ static void test_config(void)
           strstr(err, "AUTHMOCK_PROFILE"));
     unsetenv("AUTHMOCK_PORT");
     unsetenv("AUTHMOCK_PROFILE");
+}
+
+static void test_totp(void)
+{
+    /* RFC 6238 appendix B, SHA-1 key "12345678901234567890", last 6 digits. */
+    static const struct {
+        double t;
+        const char *code;
+    } vectors[] = {{59, "287082"},         {1111111109, "081804"}, {1111111111, "050471"},
+                   {1234567890, "005924"}, {2000000000, "279037"}, {20000000000, "353130"}};
+    const char *key = "12345678901234567890";
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        char code[7];
+        totp_code(key, 20, (uint64_t)(vectors[i].t / 30), code);
+        CHECK_STR(code, vectors[i].code);
+        CHECK(totp_check(key, 20, vectors[i].t, 0, vectors[i].code));
+    }
+    /* ±10 steps of drift: 300 s either way is accepted, 330 s is not. */
+    char code[7];
+    totp_code(key, 20, (uint64_t)(1234567890 / 30), code);
+    CHECK(totp_check(key, 20, 1234567890 + 300, 10, code));
+    CHECK(totp_check(key, 20, 1234567890 - 300, 10, code));
+    CHECK(!totp_check(key, 20, 1234567890 + 330, 10, code));
+    CHECK(!totp_check(key, 20, 1234567890, 10, "12345"));
+    CHECK(!totp_check(key, 20, 1234567890, 10, NULL));
+}
+
+static void test_base32(void)
+{
+    char out[64];
+    base32_encode("abcdefghij", 10, out);
+    CHECK_STR(out, "MFRGGZDFMZTWQ2LK");
+    base32_encode("klmnopqrst", 10, out);
+    CHECK_STR(out, "NNWG23TPOBYXE43U");
+    base32_encode("f", 1, out);
+    CHECK_STR(out, "MY");
+    base32_encode("foobar", 6, out);
+    CHECK_STR(out, "MZXW6YTBOI");
+    base32_encode("", 0, out);
+    CHECK_STR(out, "");
+}
+
+static void test_phone_noise(void)
+{
+    char out[64];
+    onlyoffice_phone_noise("15551234567", out, sizeof out);
+    CHECK_STR(out, "+1555***4567");
+    onlyoffice_phone_noise("12345678", out, sizeof out);
+    CHECK_STR(out, "+12345678");
+    onlyoffice_phone_noise("1234567", out, sizeof out);
+    CHECK_STR(out, "1234567");
+    onlyoffice_phone_noise("491701234567890", out, sizeof out);
+    CHECK_STR(out, "+4917*******7890");
 }
 
 /* ---- scenario parsing ------------------------------------------------- */
@@ -359,6 +414,34 @@ static void test_engine_expiry_and_limits(void)
     engine_teardown(&fx);
 }
 
+static void test_engine_block_on_next(void)
+{
+    struct fixture fx;
+    const char *docs[] = {"{\"name\":\"bf\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":["
+                          "{\"when\":{\"p\":\"ok\"},\"reply\":{\"r\":\"ok\"}},"
+                          "{\"reply\":{\"r\":\"bad\"},\"count\":\"f\"}]},\"limits\":[{\"counter\":"
+                          "\"f\",\"max\":2,\"windowSeconds\":60,\"blockSeconds\":60,\"blockOn\":"
+                          "\"next\",\"reply\":{\"r\":\"blocked\"}}]}"};
+    if (engine_setup(&fx, docs, 1)) {
+        failures_in_test++;
+        return;
+    }
+    long retry;
+    clock_set_offset(0);
+    CHECK_STR(step(&fx, "b", "{}", NULL, NULL), "bad");
+    CHECK_STR(step(&fx, "b", "{}", NULL, NULL), "bad");
+    clock_set_offset(30);
+    /* The block starts with this request, not with the second failure. */
+    CHECK_STR(step(&fx, "b", "{\"p\":\"ok\"}", NULL, &retry), "blocked");
+    CHECK(retry == 60);
+    clock_set_offset(89);
+    CHECK_STR(step(&fx, "b", "{\"p\":\"ok\"}", NULL, NULL), "blocked");
+    clock_set_offset(90);
+    CHECK_STR(step(&fx, "b", "{\"p\":\"ok\"}", NULL, NULL), "ok");
+    clock_set_offset(0);
+    engine_teardown(&fx);
+}
+
 static void test_engine_unbound_and_nostep(void)
 {
     struct fixture fx;
@@ -445,8 +528,12 @@ static const struct test tests[] = {
     {"engine: bindings, transitions, counters", test_engine_transitions},
     {"engine: expiry and lockout on the mock clock", test_engine_expiry_and_limits},
     {"engine: unbound request and missing step", test_engine_unbound_and_nostep},
+    {"engine: a blockOn next limit blocks from the next request", test_engine_block_on_next},
     {"engine: ${var} expansion", test_expand},
     {"engine: concurrent steps transition once", test_engine_atomic},
+    {"totp: RFC 6238 vectors and drift", test_totp},
+    {"base32: RFC 4648 vectors and tfaKey", test_base32},
+    {"onlyoffice: phoneNoise", test_phone_noise},
 };
 
 int main(void)
