@@ -224,6 +224,33 @@ void http_add_header(struct http_response *resp, const char *name, const char *v
     resp->header_values[resp->nheaders++] = strdup(value);
 }
 
+void http_apply_reply_extras(struct http_response *resp, const cJSON *reply)
+{
+    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter");
+    if (cJSON_IsNumber(ra)) {
+        char v[32];
+        snprintf(v, sizeof v, "%ld", (long)ra->valuedouble);
+        http_add_header(resp, "Retry-After", v);
+    }
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(reply, "headers"))
+    {
+        if (cJSON_IsString(h))
+            http_add_header(resp, h->string, h->valuestring);
+    }
+    const cJSON *delay = cJSON_GetObjectItemCaseSensitive(reply, "delayMs");
+    if (cJSON_IsNumber(delay))
+        resp->delay_ms = (long)delay->valuedouble;
+    const cJSON *fault = cJSON_GetObjectItemCaseSensitive(reply, "fault");
+    const char *f = cJSON_IsString(fault) ? fault->valuestring : "";
+    if (strcmp(f, "drop") == 0)
+        resp->fault = FAULT_DROP;
+    else if (strcmp(f, "truncate") == 0)
+        resp->fault = FAULT_TRUNCATE;
+    else if (strcmp(f, "malformed") == 0 && resp->body_len > 2)
+        resp->body_len = resp->body_len * 2 / 3; /* well delimited, but not JSON */
+}
+
 static void response_free(struct http_response *resp)
 {
     if (!resp)

@@ -65,6 +65,10 @@ void http_reply_error(struct http_response *resp, int status, const char *fmt, .
 void http_reply_raw(struct http_response *resp, int status, const char *content_type,
                     const char *body, size_t len);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
+/* Applies the transport keys every scenario reply may carry, whatever the API:
+ * "retryAfter" (Retry-After), "headers", "delayMs" and "fault". Call after the
+ * body is set: "malformed" cuts it. */
+void http_apply_reply_extras(struct http_response *resp, const cJSON *reply);
 
 /* "http(s)://host" of the request, from the Host header (else the bound address). */
 void http_base_url(const struct app *app, const struct http_request *r, char *out, size_t cap);

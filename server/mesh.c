@@ -549,28 +549,14 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
         http_reply_json(resp, code ? code : 200, NULL, env);
     cJSON_Delete(env);
 
-    if (code == 429 || strcmp(status, "tooManyRequest") == 0) {
-        const cJSON *ra = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter");
-        long secs = cJSON_IsNumber(ra) ? (long)ra->valuedouble
-                                       : (out->retry_after > 0 ? out->retry_after : 60);
+    /* A 429 always says when to come back: the block's end, else a minute. */
+    if ((code == 429 || strcmp(status, "tooManyRequest") == 0) &&
+        !cJSON_GetObjectItemCaseSensitive(reply, "retryAfter")) {
         char v[32];
-        snprintf(v, sizeof v, "%ld", secs);
+        snprintf(v, sizeof v, "%ld", out->retry_after > 0 ? out->retry_after : 60);
         http_add_header(resp, "Retry-After", v);
     }
-    const cJSON *headers = cJSON_GetObjectItemCaseSensitive(reply, "headers");
-    const cJSON *h;
-    cJSON_ArrayForEach(h, headers) if (cJSON_IsString(h))
-        http_add_header(resp, h->string, h->valuestring);
-    const cJSON *delay = cJSON_GetObjectItemCaseSensitive(reply, "delayMs");
-    if (cJSON_IsNumber(delay))
-        resp->delay_ms = (long)delay->valuedouble;
-    const char *fault = json_str(reply, "fault");
-    if (fault && strcmp(fault, "drop") == 0)
-        resp->fault = FAULT_DROP;
-    else if (fault && strcmp(fault, "truncate") == 0)
-        resp->fault = FAULT_TRUNCATE;
-    else if (fault && strcmp(fault, "malformed") == 0 && resp->body_len > 2)
-        resp->body_len = resp->body_len * 2 / 3; /* well-delimited, but not JSON */
+    http_apply_reply_extras(resp, reply);
 }
 
 /* ---- POST /api/v1/authenticate ---------------------------------------- */

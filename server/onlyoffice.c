@@ -933,25 +933,7 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
         snprintf(v, sizeof v, "%ld", out->retry_after > 0 ? out->retry_after : 60);
         http_add_header(c->resp, "Retry-After", v);
     }
-    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter");
-    if (cJSON_IsNumber(ra)) {
-        char v[32];
-        snprintf(v, sizeof v, "%ld", (long)ra->valuedouble);
-        http_add_header(c->resp, "Retry-After", v);
-    }
-    const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(reply, "headers"))
-        http_add_header(c->resp, h->string, h->valuestring);
-    const cJSON *delay = cJSON_GetObjectItemCaseSensitive(reply, "delayMs");
-    if (cJSON_IsNumber(delay))
-        c->resp->delay_ms = (long)delay->valuedouble;
-    const char *fault = json_str(reply, "fault");
-    if (fault && strcmp(fault, "drop") == 0)
-        c->resp->fault = FAULT_DROP;
-    else if (fault && strcmp(fault, "truncate") == 0)
-        c->resp->fault = FAULT_TRUNCATE;
-    else if (fault && strcmp(fault, "malformed") == 0 && c->resp->body_len > 2)
-        c->resp->body_len = c->resp->body_len * 2 / 3;
+    http_apply_reply_extras(c->resp, reply);
 }
 
 /* ---- the three credential endpoints ----------------------------------- */
