@@ -961,8 +961,8 @@ static void credential_call(struct app *app, const struct http_request *req,
     char lower[256] = "";
     for (size_t i = 0; user_name && user_name[i] && i + 1 < sizeof lower; i++)
         lower[i] = (char)tolower((unsigned char)user_name[i]), lower[i + 1] = '\0';
-    int missing =
-        !user_name || ((!password || !*password) && (!hash_item || cJSON_IsNull(hash_item)));
+    int missing = !user_name || !*user_name ||
+                  ((!password || !*password) && (!hash_item || cJSON_IsNull(hash_item)));
     const cJSON *fx = user_by(app, "email", user_name);
     int valid = 0;
     if (fx && !missing) {
@@ -1137,8 +1137,9 @@ static void h_logout(struct app *app, const struct http_request *req, struct htt
 /* ---- the confirm scheme: setphone, confirm, tfaapp/validate ----------- */
 
 /* Reads the `confirm` header (a confirm URL's query string) and checks its key
- * (or the asc_confirm_key_<type> cookie) against the allowed types. Returns
- * the user fixture, or NULL after answering 401 with an empty body. */
+ * (or the asc_confirm_key_<type> cookie). Returns the user fixture, or NULL
+ * after answering with an empty body: 401 without a valid key, 403 when the
+ * key is valid but its type is not one of the endpoint's roles. */
 static const cJSON *confirm_scheme(struct app *app, const struct http_request *req,
                                    struct http_response *resp, const char *const *types,
                                    size_t ntypes, double now)
@@ -1163,7 +1164,7 @@ static const cJSON *confirm_scheme(struct app *app, const struct http_request *r
     int allowed = 0;
     for (size_t i = 0; i < ntypes; i++)
         allowed |= strcmp(type, types[i]) == 0;
-    if (allowed && !key[0]) {
+    if (type[0] && !key[0]) {
         char name[96];
         snprintf(name, sizeof name, "asc_confirm_key_%s", type);
         const char *ck = http_cookie(req, name);
@@ -1171,15 +1172,18 @@ static const cJSON *confirm_scheme(struct app *app, const struct http_request *r
             url_decode(ck, key, sizeof key);
     }
     char user_id[64];
-    const cJSON *fx = NULL;
-    if (allowed) {
-        store_lock(app->store);
-        if (check_confirm_key(app, resp->ns, key, type, now, user_id) == 0)
-            fx = user_by(app, "id", user_id);
-        store_unlock(app->store);
+    store_lock(app->store);
+    int valid = check_confirm_key(app, resp->ns, key, type, now, user_id) == 0;
+    store_unlock(app->store);
+    const cJSON *fx = valid ? user_by(app, "id", user_id) : NULL;
+    if (!fx) {
+        reply_empty(resp, 401); /* no valid key: the scheme's challenge */
+        return NULL;
     }
-    if (!fx)
-        reply_empty(resp, 401);
+    if (!allowed) {
+        reply_empty(resp, 403); /* a valid key in the wrong role */
+        return NULL;
+    }
     return fx;
 }
 
