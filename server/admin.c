@@ -1,13 +1,16 @@
 /*
  * admin: handlers of /__admin. Errors are JSON {"error": "..."} with a 4xx
- * status, as SPEC §7 says.
+ * status, as SPEC §7 says. Scenario changes build a new set and swap it in
+ * whole, so a request in flight finishes with the set it started with.
  */
 #include "admin.h"
 #include "app.h"
 #include "clock.h"
 #include "http.h"
+#include "journal.h"
 #include "onlyoffice.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,15 +111,296 @@ static void h_clock_post(struct app *app, const struct http_request *req,
     cJSON_Delete(body);
 }
 
+/* The namespace an admin call is about: ?namespace=, else the namespace
+ * header, else none (all namespaces). */
+static const char *admin_namespace(const struct http_request *req, char buf[64])
+{
+    const char *q = http_query_arg(req, "namespace");
+    if (q)
+        return q;
+    if (http_namespace(req, buf, 64) == 0 && buf[0])
+        return buf;
+    return NULL;
+}
+
 static void h_sms(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (authorize(app, req, resp))
         return;
     char ns[64];
-    const char *q = http_query_arg(req, "namespace");
-    if (!q && http_namespace(req, ns, sizeof ns) == 0 && ns[0])
-        q = ns;
-    onlyoffice_sms_outbox(app, q, resp);
+    onlyoffice_sms_outbox(app, admin_namespace(req, ns), resp);
+}
+
+/* ---- scenarios -------------------------------------------------------- */
+
+static void h_scenarios_list(struct app *app, const struct http_request *req,
+                             struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct scenario_set *set = scenario_engine_acquire(app->engine);
+    cJSON *list = cJSON_CreateArray();
+    const struct scenario *s;
+    for (size_t i = 0; (s = scenario_set_at(set, i)); i++) {
+        const cJSON *doc = scenario_doc(s);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", scenario_name(s));
+        cJSON_AddStringToObject(o, "api", scenario_api_name(s));
+        json_add_str_or_null(o, "description", json_str(doc, "description"));
+        cJSON_AddStringToObject(o, "origin", scenario_origin(s));
+        const cJSON *bind = cJSON_GetObjectItemCaseSensitive(doc, "bind");
+        cJSON_AddItemToObject(o, "bind", bind ? cJSON_Duplicate(bind, 1) : cJSON_CreateObject());
+        cJSON_AddItemToArray(list, o);
+    }
+    scenario_set_release(set);
+    http_reply_json(resp, 200, NULL, list);
+    cJSON_Delete(list);
+}
+
+static void h_scenarios_add(struct app *app, const struct http_request *req,
+                            struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct problems p = {0};
+    struct scenario *s =
+        scenario_parse("admin", req->body, req->body_len, app->apis, app->napis, &p);
+    if (!s) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "the scenario is not valid");
+        cJSON *list = cJSON_AddArrayToObject(o, "problems");
+        /* One "file: json-path: message" string per problem. */
+        for (char *line = p.text.data; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            cJSON_AddItemToArray(list, cJSON_CreateString(line));
+            if (!nl)
+                break;
+            line = nl + 1;
+        }
+        http_reply_json(resp, 400, NULL, o);
+        cJSON_Delete(o);
+        problems_free(&p);
+        return;
+    }
+    problems_free(&p);
+    struct scenario_set *cur = scenario_engine_acquire(app->engine);
+    int replaced = scenario_set_find(cur, scenario_name(s)) != NULL;
+    struct scenario_set *next = scenario_set_copy(cur, NULL, 0, app->apis, app->napis);
+    scenario_set_release(cur);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", scenario_name(s));
+    cJSON_AddBoolToObject(o, "replaced", replaced);
+    scenario_set_add(next, s);
+    scenario_engine_swap(app->engine, next);
+    http_reply_json(resp, replaced ? 200 : 201, NULL, o);
+    cJSON_Delete(o);
+}
+
+static void h_scenario_show(struct app *app, const struct http_request *req,
+                            struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct scenario_set *set = scenario_engine_acquire(app->engine);
+    const struct scenario *s = scenario_set_find(set, req->params[0]);
+    if (s) {
+        http_reply_json(resp, 200, NULL, scenario_doc(s));
+        http_add_header(resp, "X-Authmock-Origin", scenario_origin(s));
+    } else {
+        http_reply_error(resp, 404, "there is no scenario named '%s'", req->params[0]);
+    }
+    scenario_set_release(set);
+}
+
+static void h_scenario_delete(struct app *app, const struct http_request *req,
+                              struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct scenario_set *cur = scenario_engine_acquire(app->engine);
+    struct scenario_set *next = scenario_set_copy(cur, NULL, 0, app->apis, app->napis);
+    scenario_set_release(cur);
+    if (scenario_set_remove(next, req->params[0]) != 0) {
+        scenario_set_release(next);
+        http_reply_error(resp, 404, "there is no scenario named '%s'", req->params[0]);
+        return;
+    }
+    scenario_engine_swap(app->engine, next);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "deleted", req->params[0]);
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
+}
+
+/* ---- sessions --------------------------------------------------------- */
+
+static void h_sessions(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char ns[64];
+    cJSON *list =
+        scenario_sessions(app->engine, admin_namespace(req, ns), http_query_arg(req, "api"));
+    http_reply_json(resp, 200, NULL, list);
+    cJSON_Delete(list);
+}
+
+static void h_session_force(struct app *app, const struct http_request *req,
+                            struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    /* The id is "<api>:<identity>", as GET /__admin/sessions lists it. */
+    const char *id = req->params[0];
+    const char *colon = strchr(id, ':');
+    size_t off;
+    cJSON *body = req->body_len ? json_parse(req->body, req->body_len, &off) : NULL;
+    const char *state = json_str(body, "state");
+    const char *scenario = json_str(body, "scenario");
+    char api[32], ns[64];
+    const char *nsv = admin_namespace(req, ns);
+    if (!nsv)
+        nsv = json_str(body, "namespace");
+    if (!colon || (size_t)(colon - id) >= sizeof api || !colon[1]) {
+        http_reply_error(resp, 400,
+                         "a session id is <api>:<identity>, as GET /__admin/sessions lists");
+    } else if (!cJSON_IsObject(body) || !state) {
+        http_reply_error(resp, 400,
+                         "the body must be {\"state\": NAME} (and optionally \"scenario\")");
+    } else {
+        memcpy(api, id, (size_t)(colon - id));
+        api[colon - id] = '\0';
+        int rc = scenario_force(app->engine, nsv ? nsv : "", api, colon + 1, scenario, state);
+        if (rc == SCENARIO_UNBOUND)
+            http_reply_error(resp, 404,
+                             "no session '%s' in namespace '%s'; name a scenario to create one", id,
+                             nsv ? nsv : "");
+        else if (rc == SCENARIO_UNKNOWN_FORCED)
+            http_reply_error(resp, 400, "there is no %s scenario named '%s'", api, scenario);
+        else if (rc == SCENARIO_NO_STEP)
+            http_reply_error(resp, 400, "'%s' is not a state of the session's scenario", state);
+        else if (rc)
+            http_reply_error(resp, 500, "storage error");
+        else {
+            cJSON *list = scenario_sessions(app->engine, nsv ? nsv : "", api);
+            cJSON *found = NULL, *it;
+            cJSON_ArrayForEach(it, list) if (!found && strcmp(json_str(it, "id"), id) == 0) found =
+                it;
+            if (found)
+                http_reply_json(resp, 200, NULL, found);
+            else
+                http_reply_error(resp, 500, "the session was not saved");
+            cJSON_Delete(list);
+        }
+    }
+    cJSON_Delete(body);
+}
+
+/* ---- the journal ------------------------------------------------------ */
+
+static int journal_filter_from(const struct http_request *req, struct journal_filter *f,
+                               char ns[64], struct http_response *resp)
+{
+    memset(f, 0, sizeof *f);
+    f->ns = admin_namespace(req, ns);
+    f->api = http_query_arg(req, "api");
+    f->path = http_query_arg(req, "path");
+    f->user = http_query_arg(req, "user");
+    f->method = http_query_arg(req, "method");
+    f->since = -1;
+    f->limit = 100;
+    const char *v;
+    char *end;
+    if ((v = http_query_arg(req, "since"))) {
+        errno = 0;
+        double t = strtod(v, &end);
+        if (errno || end == v || *end) {
+            if (clock_parse(v, &t)) {
+                http_reply_error(resp, 400, "since must be an ISO-8601 time or epoch seconds");
+                return -1;
+            }
+        }
+        f->since = t;
+    }
+    struct {
+        const char *name;
+        long min, max, *out;
+    } nums[] = {{"limit", 1, 1000, &f->limit}, {"before", 1, 9007199254740991L, &f->before}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (!(v = http_query_arg(req, nums[i].name)))
+            continue;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < nums[i].min || n > nums[i].max) {
+            http_reply_error(resp, 400, "%s must be a whole number from %ld to %ld", nums[i].name,
+                             nums[i].min, nums[i].max);
+            return -1;
+        }
+        *nums[i].out = n;
+    }
+    if ((v = http_query_arg(req, "status"))) {
+        long n = strtol(v, &end, 10);
+        if (*end || n < 100 || n > 599) {
+            http_reply_error(resp, 400, "status must be an HTTP status code");
+            return -1;
+        }
+        f->status = (int)n;
+    }
+    return 0;
+}
+
+static void h_requests(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct journal_filter f;
+    char ns[64];
+    if (journal_filter_from(req, &f, ns, resp))
+        return;
+    long next = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "requests", journal_list(app, &f, &next));
+    if (next)
+        cJSON_AddNumberToObject(o, "nextBefore", (double)next);
+    else
+        cJSON_AddNullToObject(o, "nextBefore");
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
+}
+
+static void h_requests_count(struct app *app, const struct http_request *req,
+                             struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    struct journal_filter f;
+    char ns[64];
+    if (journal_filter_from(req, &f, ns, resp))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", (double)journal_count(app, &f));
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
+}
+
+static void h_requests_clear(struct app *app, const struct http_request *req,
+                             struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char ns[64];
+    const char *nsv = admin_namespace(req, ns);
+    if (journal_clear(app, nsv)) {
+        http_reply_error(resp, 500, "storage error");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "cleared", 1);
+    json_add_str_or_null(o, "namespace", nsv);
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
 }
 
 const struct route admin_routes[] = {
@@ -125,5 +409,14 @@ const struct route admin_routes[] = {
     {"GET", "/__admin/clock", h_clock_get, "admin"},
     {"POST", "/__admin/clock", h_clock_post, "admin"},
     {"GET", "/__admin/onlyoffice/sms", h_sms, "admin"},
+    {"GET", "/__admin/scenarios", h_scenarios_list, "admin"},
+    {"POST", "/__admin/scenarios", h_scenarios_add, "admin"},
+    {"GET", "/__admin/scenarios/{name}", h_scenario_show, "admin"},
+    {"DELETE", "/__admin/scenarios/{name}", h_scenario_delete, "admin"},
+    {"GET", "/__admin/sessions", h_sessions, "admin"},
+    {"PUT", "/__admin/sessions/{id*}", h_session_force, "admin"},
+    {"GET", "/__admin/requests", h_requests, "admin"},
+    {"DELETE", "/__admin/requests", h_requests_clear, "admin"},
+    {"GET", "/__admin/requests/count", h_requests_count, "admin"},
 };
 const size_t admin_route_count = sizeof admin_routes / sizeof admin_routes[0];

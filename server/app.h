@@ -16,6 +16,8 @@ struct app {
     struct store *store;
     struct fixtures fixtures;
     struct scenario_engine *engine;
+    const struct scenario_api *apis; /* the emulated APIs, for validating scenarios */
+    size_t napis;
     double started; /* monotonic seconds at start */
     int port;       /* the port actually bound */
     int tls;        /* serving HTTPS */

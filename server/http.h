@@ -50,6 +50,7 @@ struct http_response {
     char scenario[64];
     char state_from[64];
     char state_to[64];
+    char user[128]; /* the API's user key, for the journal's user filter */
 };
 
 const char *http_header(const struct http_request *r, const char *name);

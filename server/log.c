@@ -89,8 +89,11 @@ void log_error(const char *fmt, ...)
 
 int log_is_secret_name(const char *name, size_t len)
 {
-    static const char *const words[] = {"password", "secret", "token", "code",   "pin",
-                                        "answer",   "key",    "auth",  "cookie", "hash"};
+    /* Words that mark a secret anywhere in a name (mfaCode, refreshToken,
+     * passwordHash, tradePin...), and names that are secrets only whole. */
+    static const char *const words[] = {"password", "secret", "token",  "code",
+                                        "pin",      "answer", "cookie", "hash"};
+    static const char *const whole[] = {"key", "authorization", "confirm"};
     char lower[64];
     if (len >= sizeof lower)
         len = sizeof lower - 1;
@@ -99,6 +102,9 @@ int log_is_secret_name(const char *name, size_t len)
     lower[len] = '\0';
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strstr(lower, words[i]))
+            return 1;
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
+        if (strcmp(lower, whole[i]) == 0)
             return 1;
     return 0;
 }

@@ -162,6 +162,8 @@ int main(int argc, char **argv)
         goto out;
     }
     app.engine = scenario_engine_new(app.store, set);
+    app.apis = api_table;
+    app.napis = NAPIS;
     if (fixtures_persist(&app.fixtures, app.store) || scenario_engine_persist(app.engine)) {
         fprintf(stderr, "authmock: cannot write fixtures and scenarios into %s: %s\n", app.cfg.db,
                 store_errmsg(app.store));

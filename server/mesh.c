@@ -682,6 +682,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
     cJSON_Delete(errors);
 
     const char *type = json_str(facts, "type");
+    snprintf(resp->user, sizeof resp->user, "%s", user_id);
     const cJSON *integ = fixtures_find(app->fixtures.mesh_integrations, "type", type, 0);
     if (!integ) {
         char msg[160];
@@ -707,7 +708,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
 
     static const char *const remembered[] = {"username"};
     char identity[200];
-    snprintf(identity, sizeof identity, "%s\x1f%s", user_id, type);
+    snprintf(identity, sizeof identity, "%s:%s", user_id, type);
     struct scenario_request sreq = {
         .api = "mesh",
         .ns = resp->ns,

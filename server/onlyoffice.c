@@ -991,6 +991,7 @@ static void credential_call(struct app *app, const struct http_request *req,
     cJSON_AddBoolToObject(facts, "passwordValid", valid);
     char identity[400];
     snprintf(identity, sizeof identity, "%s|%s", lower, req->client_ip);
+    snprintf(resp->user, sizeof resp->user, "%s", lower);
     struct scenario_request sreq = {
         .api = "onlyoffice",
         .ns = resp->ns,

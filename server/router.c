@@ -37,6 +37,14 @@ static int match(const char *pattern, const char *path, struct http_request *req
         const char *se = strchr(s, '/');
         size_t pl = pe ? (size_t)(pe - p) : strlen(p);
         size_t sl = se ? (size_t)(se - s) : strlen(s);
+        if (pl > 2 && p[0] == '{' && p[pl - 2] == '*' && p[pl - 1] == '}') {
+            /* {name*} takes the rest of the path, slashes included. */
+            if (sl == 0 || nparams >= HTTP_MAX_PARAMS)
+                return -1;
+            req->params[nparams++] = s;
+            req->nparams = nparams;
+            return literal;
+        }
         if (pl > 1 && p[0] == '{' && p[pl - 1] == '}') {
             if (sl == 0 || nparams >= HTTP_MAX_PARAMS)
                 return -1;
@@ -95,8 +103,10 @@ void router_dispatch(struct app *app, struct http_request *req, struct http_resp
         /* Capture the parameters of the winning route into NUL-terminated copies. */
         static _Thread_local char params[HTTP_MAX_PARAMS][512];
         match(best->pattern, path, req);
+        const char *star = strstr(best->pattern, "*}");
         for (size_t i = 0; i < req->nparams; i++) {
-            const char *end = strchr(req->params[i], '/');
+            int rest = star && i + 1 == req->nparams;
+            const char *end = rest ? NULL : strchr(req->params[i], '/');
             size_t n = end ? (size_t)(end - req->params[i]) : strlen(req->params[i]);
             if (n >= sizeof params[i])
                 n = sizeof params[i] - 1;

@@ -1303,6 +1303,164 @@ void scenario_engine_describe(struct scenario_engine *e, const char *api, const 
     scenario_set_release(set);
 }
 
+struct scenario_set *scenario_engine_acquire(struct scenario_engine *e)
+{
+    return engine_acquire(e);
+}
+
+void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set)
+{
+    pthread_mutex_lock(&e->set_lock);
+    struct scenario_set *old = e->set;
+    e->set = set;
+    pthread_mutex_unlock(&e->set_lock);
+    /* Requests still holding the old set finish with it; the last one frees it. */
+    scenario_set_release(old);
+    scenario_engine_persist(e);
+}
+
+struct scenario_set *scenario_set_copy(const struct scenario_set *set, const char *origin,
+                                       int invert, const struct scenario_api *apis, size_t napis)
+{
+    struct scenario_set *copy = scenario_set_new();
+    for (size_t i = 0; copy && i < set->n; i++) {
+        const struct scenario *s = set->items[i];
+        int match = !origin || strcmp(s->origin, origin) == 0;
+        if (match == invert)
+            continue;
+        /* A scenario's structs point into its document, so a copy is a re-parse. */
+        char *text = cJSON_PrintUnformatted(s->doc);
+        struct problems p = {0};
+        struct scenario *dup =
+            text ? scenario_parse(s->origin, text, strlen(text), apis, napis, &p) : NULL;
+        free(text);
+        problems_free(&p);
+        if (dup)
+            scenario_set_add(copy, dup);
+    }
+    return copy;
+}
+
+int scenario_set_remove(struct scenario_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->items[i]->name, name) == 0) {
+            scenario_free(set->items[i]);
+            memmove(&set->items[i], &set->items[i + 1], (set->n - i - 1) * sizeof *set->items);
+            set->n--;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const struct scenario *scenario_set_at(const struct scenario_set *set, size_t i)
+{
+    return i < set->n ? set->items[i] : NULL;
+}
+
+int scenario_has_state(const struct scenario *s, const char *state)
+{
+    return state && state_index(s, state) >= 0;
+}
+
+void scenario_state_names(const struct scenario *s, struct buf *out)
+{
+    for (size_t i = 0; i < s->nstates; i++)
+        buf_printf(out, "%s%s", i ? ", " : "", s->states[i].name);
+}
+
+cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api)
+{
+    cJSON *list = cJSON_CreateArray();
+    store_lock(e->store);
+    sqlite3_stmt *q = store_stmt(e->store, ST_SESSIONS_LIST);
+    store_bind_text(q, 1, ns);
+    store_bind_text(q, 2, api);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+        const char *a = (const char *)sqlite3_column_text(q, 1);
+        const char *identity = (const char *)sqlite3_column_text(q, 2);
+        struct buf id = {0};
+        buf_printf(&id, "%s:%s", a, identity);
+        cJSON_AddStringToObject(o, "id", id.data);
+        buf_free(&id);
+        cJSON_AddStringToObject(o, "namespace", (const char *)sqlite3_column_text(q, 0));
+        cJSON_AddStringToObject(o, "api", a);
+        cJSON_AddStringToObject(o, "identity", identity);
+        cJSON_AddStringToObject(o, "scenario", (const char *)sqlite3_column_text(q, 3));
+        cJSON_AddStringToObject(o, "state", (const char *)sqlite3_column_text(q, 4));
+        char when[32];
+        clock_format(sqlite3_column_double(q, 5), when);
+        cJSON_AddStringToObject(o, "enteredAt", when);
+        double blocked = sqlite3_column_double(q, 6);
+        if (blocked > clock_now()) {
+            clock_format(blocked, when);
+            cJSON_AddStringToObject(o, "blockedUntil", when);
+        } else {
+            cJSON_AddNullToObject(o, "blockedUntil");
+        }
+        const char *vars = (const char *)sqlite3_column_text(q, 7);
+        cJSON *v = vars ? cJSON_Parse(vars) : NULL;
+        cJSON_AddItemToObject(o, "vars", v ? v : cJSON_CreateObject());
+        clock_format(sqlite3_column_double(q, 8), when);
+        cJSON_AddStringToObject(o, "updatedAt", when);
+        cJSON_AddItemToArray(list, o);
+    }
+    sqlite3_reset(q);
+    store_unlock(e->store);
+    return list;
+}
+
+int scenario_force(struct scenario_engine *e, const char *ns, const char *api, const char *identity,
+                   const char *scenario, const char *state)
+{
+    struct scenario_set *set = engine_acquire(e);
+    struct scenario_request req = {.api = api, .ns = ns, .identity = identity};
+    struct session ss;
+    struct scenario *stored;
+    double now = clock_now();
+    int rc = 0;
+    store_lock(e->store);
+    if (session_load(e->store, &req, set, &ss, &stored)) {
+        rc = SCENARIO_STORE_ERROR;
+        goto out;
+    }
+    struct scenario *s = stored;
+    if (scenario) {
+        s = NULL;
+        for (size_t i = 0; i < set->n; i++)
+            if (strcmp(set->items[i]->name, scenario) == 0 && strcmp(set->items[i]->api, api) == 0)
+                s = set->items[i];
+        if (!s) {
+            rc = SCENARIO_UNKNOWN_FORCED;
+            goto out;
+        }
+    } else if (!ss.found || !s) {
+        rc = SCENARIO_UNBOUND;
+        goto out;
+    }
+    int st = state_index(s, state);
+    if (st < 0) {
+        rc = SCENARIO_NO_STEP;
+        goto out;
+    }
+    sqlite3_stmt *q = store_stmt(e->store, ST_EVENTS_CLEAR_ALL);
+    bind_identity(q, &req);
+    store_exec(e->store, q);
+    ss.state = st;
+    ss.entered_at = now;
+    ss.blocked_until = 0;
+    ss.block_limit = -1;
+    if (session_save(e->store, &req, s, &ss, now))
+        rc = SCENARIO_STORE_ERROR;
+out:
+    store_unlock(e->store);
+    cJSON_Delete(ss.vars);
+    scenario_set_release(set);
+    return rc;
+}
+
 /* ---- variable expansion ----------------------------------------------- */
 
 static int expand_string(cJSON *item, const cJSON *vars)

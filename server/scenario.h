@@ -65,6 +65,30 @@ typedef void (*scenario_step_fn)(const struct scenario_step_info *info, void *cl
 void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
                               scenario_step_fn fn, void *cls);
 
+/* The current set, held until scenario_set_release. */
+struct scenario_set *scenario_engine_acquire(struct scenario_engine *e);
+/* Replaces the current set (taking over the caller's reference) and persists it. */
+void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set);
+/* A new set with re-parsed copies of every scenario of `set` whose origin is
+ * (or, with `invert`, is not) `origin`; NULL origin copies all. */
+struct scenario_set *scenario_set_copy(const struct scenario_set *set, const char *origin,
+                                       int invert, const struct scenario_api *apis, size_t napis);
+int scenario_set_remove(struct scenario_set *set, const char *name);
+const struct scenario *scenario_set_at(const struct scenario_set *set, size_t i);
+/* Names of the states of `s`, for messages; and whether `state` is one. */
+int scenario_has_state(const struct scenario *s, const char *state);
+void scenario_state_names(const struct scenario *s, struct buf *out);
+
+/* Sessions: every identity's state, for the admin API. */
+cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api);
+/* Forces an identity into `state` of `scenario` (its current one when NULL):
+ * the state's clock and all counters restart, any block ends. Returns 0,
+ * SCENARIO_UNBOUND when there is no such session and no scenario was named,
+ * SCENARIO_UNKNOWN_FORCED for an unknown scenario, SCENARIO_NO_STEP for an
+ * unknown state. */
+int scenario_force(struct scenario_engine *e, const char *ns, const char *api, const char *identity,
+                   const char *scenario, const char *state);
+
 /* Writes the scenarios of the current set into the store's scenarios table. */
 int scenario_engine_persist(struct scenario_engine *e);
 

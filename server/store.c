@@ -47,6 +47,11 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS oo_sms(ns TEXT NOT NULL, phone TEXT NOT NULL, code TEXT NOT NULL, "
     "sent_at REAL NOT NULL, expires_at REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS oo_sms_phone ON oo_sms(ns, phone);"
+    "CREATE TABLE IF NOT EXISTS journal(id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
+    "ns TEXT NOT NULL, api TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, query TEXT "
+    "NOT NULL, status INTEGER NOT NULL, latency_ms REAL NOT NULL, scenario TEXT, state_from TEXT, "
+    "state_to TEXT, user TEXT, body TEXT);"
+    "CREATE INDEX IF NOT EXISTS journal_ns ON journal(ns, id);"
     "CREATE TABLE IF NOT EXISTS oo_confirm(key TEXT PRIMARY KEY, ns TEXT NOT NULL, user_id TEXT "
     "NOT NULL, type TEXT NOT NULL, expires_at REAL NOT NULL);";
 
@@ -140,6 +145,35 @@ static const char *const sql[ST_COUNT] = {
     [ST_RESET_OO_USERS_NS] = "DELETE FROM oo_users WHERE ns = ?1",
     [ST_RESET_OO_SMS_NS] = "DELETE FROM oo_sms WHERE ns = ?1",
     [ST_RESET_OO_CONFIRM_NS] = "DELETE FROM oo_confirm WHERE ns = ?1",
+    [ST_JOURNAL_ADD] = "INSERT INTO journal(at, ns, api, method, path, query, status, latency_ms, "
+                       "scenario, state_from, state_to, user, body) VALUES(?1, ?2, ?3, ?4, ?5, "
+                       "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* The journal is a ring: entries older than the newest --journal-max go. */
+    [ST_JOURNAL_TRIM] = "DELETE FROM journal WHERE id <= ?1",
+    [ST_JOURNAL_LIST] =
+        "SELECT id, at, ns, api, method, path, query, status, latency_ms, "
+        "scenario, state_from, state_to, user, body FROM journal WHERE (?1 IS NULL OR ns = ?1) AND "
+        "(?2 IS NULL OR api = ?2) AND (?3 IS NULL OR path = ?3 OR "
+        "(substr(?3, -1) = '*' AND substr(path, 1, length(?3) - 1) = substr(?3, 1, length(?3) - "
+        "1))) "
+        "AND (?4 IS NULL OR user = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR id < ?6) "
+        "AND "
+        "(?7 IS NULL OR method = ?7) AND (?8 IS NULL OR status = ?8) ORDER BY id DESC LIMIT ?9",
+    [ST_JOURNAL_COUNT] = "SELECT count(*) FROM journal WHERE (?1 IS NULL OR ns = ?1) AND (?2 IS "
+                         "NULL OR api = ?2) AND (?3 IS NULL OR path = ?3 OR "
+                         "(substr(?3, -1) = '*' AND substr(path, 1, length(?3) - 1) = substr(?3, "
+                         "1, length(?3) - 1))) "
+                         "AND (?4 IS NULL OR user = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS "
+                         "NULL OR id < ?6) AND "
+                         "(?7 IS NULL OR method = ?7) AND (?8 IS NULL OR status = ?8)",
+    [ST_JOURNAL_CLEAR] = "DELETE FROM journal WHERE ?1 IS NULL OR ns = ?1",
+    [ST_RESET_JOURNAL] = "DELETE FROM journal",
+    [ST_RESET_JOURNAL_NS] = "DELETE FROM journal WHERE ns = ?1",
+    [ST_SESSIONS_LIST] = "SELECT ns, api, identity, scenario, state, entered_at, blocked_until, "
+                         "vars, updated_at FROM sessions WHERE (?1 IS NULL OR ns = ?1) AND (?2 "
+                         "IS NULL OR api = ?2) ORDER BY updated_at DESC LIMIT 1000",
+    [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE ns = ?1 AND api = ?2 AND identity = ?3",
+    [ST_SCENARIO_DELETE] = "DELETE FROM scenarios WHERE name = ?1",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
 };
@@ -238,10 +272,11 @@ int store_reset(struct store *s, const char *ns)
 {
     static const enum store_stmt_id all[] = {
         ST_RESET_SESSIONS, ST_RESET_EVENTS, ST_RESET_MESH_TOKENS, ST_RESET_OO_TOKENS,
-        ST_RESET_OO_USERS, ST_RESET_OO_SMS, ST_RESET_OO_CONFIRM};
+        ST_RESET_OO_USERS, ST_RESET_OO_SMS, ST_RESET_OO_CONFIRM,  ST_RESET_JOURNAL};
     static const enum store_stmt_id one[] = {
         ST_RESET_SESSIONS_NS, ST_RESET_EVENTS_NS, ST_RESET_MESH_TOKENS_NS, ST_RESET_OO_TOKENS_NS,
-        ST_RESET_OO_USERS_NS, ST_RESET_OO_SMS_NS, ST_RESET_OO_CONFIRM_NS};
+        ST_RESET_OO_USERS_NS, ST_RESET_OO_SMS_NS, ST_RESET_OO_CONFIRM_NS,  ST_RESET_JOURNAL_NS};
+    _Static_assert(sizeof all == sizeof one, "every reset has a per-namespace twin");
     int err = 0;
     store_lock(s);
     store_exec(s, store_stmt(s, ST_BEGIN));
