@@ -11,6 +11,7 @@
 #include "mesh.h"
 #include "onlyoffice.h"
 #include "rng.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -169,7 +170,10 @@ int main(int argc, char **argv)
                 store_errmsg(app.store));
         goto out;
     }
-    if (http_serve(&app, err, sizeof err)) {
+    watch_start(&app);
+    int served = http_serve(&app, err, sizeof err);
+    watch_stop();
+    if (served) {
         fprintf(stderr, "authmock: %s\n", err);
         goto out;
     }

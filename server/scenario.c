@@ -1354,6 +1354,22 @@ int scenario_set_remove(struct scenario_set *set, const char *name)
     return -1;
 }
 
+void scenario_set_merge(struct scenario_set *dst, struct scenario_set *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        if (!scenario_set_find(dst, src->items[i]->name) &&
+            scenario_set_add(dst, src->items[i]) == 0)
+            src->items[i] = NULL;
+    }
+    /* What was not moved is freed with src. */
+    size_t kept = 0;
+    for (size_t i = 0; i < src->n; i++)
+        if (src->items[i])
+            src->items[kept++] = src->items[i];
+    src->n = kept;
+    scenario_set_release(src);
+}
+
 const struct scenario *scenario_set_at(const struct scenario_set *set, size_t i)
 {
     return i < set->n ? set->items[i] : NULL;

@@ -74,6 +74,8 @@ void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set);
 struct scenario_set *scenario_set_copy(const struct scenario_set *set, const char *origin,
                                        int invert, const struct scenario_api *apis, size_t napis);
 int scenario_set_remove(struct scenario_set *set, const char *name);
+/* Moves every scenario of `src` whose name `dst` lacks into `dst`; releases `src`. */
+void scenario_set_merge(struct scenario_set *dst, struct scenario_set *src);
 const struct scenario *scenario_set_at(const struct scenario_set *set, size_t i);
 /* Names of the states of `s`, for messages; and whether `state` is one. */
 int scenario_has_state(const struct scenario *s, const char *state);

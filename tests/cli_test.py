@@ -282,6 +282,127 @@ def test_onlyoffice_secrets_stay_out_of_the_log():
         assert secret not in err, f"{secret} in log: {err}"
 
 
+def test_live_scenarios_reload_and_refuse_invalid_files():
+    d = tempfile.mkdtemp()
+    try:
+        shutil.copytree(os.path.join(ROOT, "scenarios"), os.path.join(d, "s"))
+        sdir = os.path.join(d, "s")
+        p, port = start("--scenarios", sdir, quiet=False)
+        captcha = os.path.join(sdir, "mesh", "mesh-captcha.json")
+
+        def status():
+            return login(port, "captcha@example.com")[1]["content"]["status"]
+
+        def wait_for(want):
+            for _ in range(50):
+                if status() == want:
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"status never became {want}")
+
+        assert status() == "captchaChallenge"
+        text = open(captcha).read()
+        open(captcha, "w").write(text.replace("captchaChallenge", "bindMfaRequired"))
+        wait_for("bindMfaRequired")
+        # An invalid file is refused whole; the previous scenarios keep serving.
+        open(os.path.join(sdir, "mesh", "zz-broken.json"), "w").write('{"name": ')
+        open(captcha, "w").write(text.replace("captchaChallenge", "delayed"))
+        time.sleep(1.0)
+        assert status() == "bindMfaRequired"
+        # Scenarios added through the admin API survive a reload.
+        status_code, _, _ = request(port, "POST", "/__admin/scenarios",
+                                    {"name": "extra", "api": "mesh", "bind": {"username": "extra@example.com"},
+                                     "initial": "a", "states": {"a": [{"reply": {"content": {"status": "delayed"}}}]}},
+                                    {"Content-Type": "application/json"})
+        assert status_code == 201
+        os.remove(os.path.join(sdir, "mesh", "zz-broken.json"))
+        wait_for("delayed")
+        assert login(port, "extra@example.com")[1]["content"]["status"] == "delayed"
+    finally:
+        stop(p)
+        shutil.rmtree(d)
+    err = p.stderr.read()
+    assert "zz-broken.json: $ (byte" in err and "previous ones keep serving" in err, err
+    assert "reloaded" in err
+
+
+def totp_now(port, secret):
+    import hashlib, hmac, struct
+    _, _, data = request(port, "GET", "/__admin/clock", headers={})
+    t = json.loads(data)["epochSeconds"]
+    mac = hmac.new(secret.encode(), struct.pack(">Q", t // 30), hashlib.sha1).digest()
+    off = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+
+def test_no_secret_reaches_the_journal_or_the_log():
+    """Every bundled flow with its secrets, then a search of the journal and the log for them."""
+    p, port = start(quiet=False)
+    secrets = {"pass123", "test-api-secret", "123456", "Kq7-Zr2xW9", "test-client-secret"}
+    try:
+        j = {"Content-Type": "application/json"}
+        for user in ["mfa.totp@example.com", "challenge@example.com", "question@example.com"]:
+            login(port, user)
+        login(port, "", mfaCode="123456", uid="u1")
+        request(port, "POST", "/api/v1/authenticate?userId=u1",
+                {"type": "robinhood", "challengeAnswer": "blue", "challengeCode": "123456"})
+        request(port, "POST", "/api/v1/authenticate?userId=k",
+                {"type": "binanceInternational", "username": "test-api-key", "password": "test-api-secret"})
+        _, body = login(port, "ok@example.com", uid="t")
+        tok = body["content"]["accountTokens"][0]
+        secrets |= {tok["accessToken"], tok["refreshToken"]}
+        request(port, "POST", "/api/v1/token/refresh", {"type": "robinhood", "refreshToken": tok["refreshToken"]})
+        request(port, "DELETE", "/api/v1/account", {"type": "robinhood", "authToken": tok["accessToken"]})
+        base = "/api/2.0/authentication"
+        request(port, "POST", base, {"userName": "sms@example.com", "password": "pass123"}, j)
+        _, _, data = request(port, "GET", "/__admin/onlyoffice/sms", headers={})
+        sms = json.loads(data)[0]["code"]
+        code = totp_now(port, "abcdefghij")
+        secrets |= {sms, code}
+        request(port, "POST", f"{base}/{sms}", {"userName": "sms@example.com", "password": "pass123", "code": sms}, j)
+        _, _, data = request(port, "POST", f"{base}/{code}",
+                             {"userName": "tfa.app@example.com", "password": "pass123", "code": code}, j)
+        token = json.loads(data)["response"]["token"]
+        secrets.add(token)
+        request(port, "POST", f"{base}/x", {"userName": "tfa.app@example.com", "password": "pass123", "code": "Kq7-Zr2xW9"}, j)
+        request(port, "GET", base, headers={"Authorization": token})
+        request(port, "POST", base, {"userName": "jane@example.com", "passwordHash": "ab" * 32}, j)
+        _, _, journal = request(port, "GET", "/__admin/requests?limit=1000", headers={})
+        assert len(json.loads(journal)["requests"]) >= 15
+    finally:
+        stop(p)
+    log = p.stderr.read()
+    for where, text in [("journal", journal.decode()), ("log", log)]:
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} appears in the {where}"
+    assert "ab" * 32 not in journal.decode()
+
+
+def test_namespaces_stay_apart_under_parallel_load():
+    p, port = start("--threads", "2")
+    try:
+        def worker(i):
+            ns = f"worker-{i}"
+            h = dict(CLIENT, **{"X-Authmock-Namespace": ns})
+            for _ in range(10):
+                s1, b1, d1 = request(port, "POST", "/api/v1/authenticate?userId=same",
+                                     {"type": "robinhood", "username": "mfa.totp@example.com", "password": "pass123"}, h)
+                s2, b2, d2 = request(port, "POST", "/api/v1/authenticate?userId=same",
+                                     {"type": "robinhood", "mfaCode": "123456"}, h)
+                assert json.loads(d1)["content"]["status"] == "mfaRequired", d1
+                assert json.loads(d2)["content"]["status"] == "succeeded", d2
+            _, _, c = request(port, "GET", f"/__admin/requests/count?namespace={ns}", headers={})
+            return json.loads(c)["count"]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            counts = list(pool.map(worker, range(8)))
+        assert counts == [20] * 8, counts
+        request(port, "POST", "/__admin/reset?namespace=worker-0", headers={})
+        _, _, c = request(port, "GET", "/__admin/requests/count", headers={})
+        assert json.loads(c)["count"] == 140
+    finally:
+        stop(p)
+
+
 def test_cors():
     p, port = start("--cors", "http://app.test")
     try:

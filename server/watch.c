@@ -1,0 +1,145 @@
+/*
+ * watch: inotify on every directory under --scenarios, a stop pipe, and a
+ * short settling delay so an editor's write-rename dance or a `cp -r` of many
+ * files becomes one reload.
+ */
+#include "watch.h"
+#include "app.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SETTLE_MS 150
+
+static struct {
+    struct app *app;
+    int fd;
+    int stop[2];
+    pthread_t thread;
+    int running;
+} w = {NULL, -1, {-1, -1}, 0, 0};
+
+static void add_watches(const char *dir)
+{
+    inotify_add_watch(w.fd, dir,
+                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        if (names[i]->d_name[0] != '.' && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            add_watches(path);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void reload(void)
+{
+    struct app *app = w.app;
+    struct problems p = {0};
+    struct scenario_set *set = scenario_set_new();
+    scenario_load_dir(set, app->cfg.scenarios, app->apis, app->napis, &p);
+    if (p.count) {
+        for (char *line = p.text.data, *nl; line && *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            log_error("scenario refused: %s", line);
+            if (!nl)
+                break;
+        }
+        log_error("scenarios in %s not reloaded (%d problem%s); the previous ones keep serving",
+                  app->cfg.scenarios, p.count, p.count == 1 ? "" : "s");
+        scenario_set_release(set);
+        problems_free(&p);
+        return;
+    }
+    /* Scenarios added through the admin API are not in the directory: keep them. */
+    struct scenario_set *cur = scenario_engine_acquire(app->engine);
+    scenario_set_merge(set, scenario_set_copy(cur, "admin", 0, app->apis, app->napis));
+    scenario_set_release(cur);
+    size_t n = scenario_set_count(set);
+    scenario_engine_swap(app->engine, set);
+    log_info("reloaded %zu scenarios from %s", n, app->cfg.scenarios);
+}
+
+static int drain(void)
+{
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int any = 0;
+    while (read(w.fd, buf, sizeof buf) > 0)
+        any = 1;
+    return any;
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    struct pollfd fds[2] = {{w.fd, POLLIN, 0}, {w.stop[0], POLLIN, 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (fds[1].revents)
+            break;
+        if (!(fds[0].revents & POLLIN))
+            continue;
+        drain();
+        /* Let a burst of changes settle into one reload. */
+        struct pollfd one = {w.fd, POLLIN, 0};
+        while (poll(&one, 1, SETTLE_MS) > 0 && drain())
+            ;
+        reload();
+        add_watches(w.app->cfg.scenarios); /* new subdirectories */
+    }
+    return NULL;
+}
+
+int watch_start(struct app *app)
+{
+    w.app = app;
+    w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w.fd < 0 || pipe2(w.stop, O_CLOEXEC) != 0) {
+        log_error("live scenarios are off: inotify: %s", strerror(errno));
+        if (w.fd >= 0)
+            close(w.fd);
+        w.fd = -1;
+        return -1;
+    }
+    add_watches(app->cfg.scenarios);
+    if (pthread_create(&w.thread, NULL, watch_main, NULL) != 0) {
+        log_error("live scenarios are off: cannot start the watcher thread");
+        close(w.fd);
+        close(w.stop[0]);
+        close(w.stop[1]);
+        w.fd = -1;
+        return -1;
+    }
+    w.running = 1;
+    return 0;
+}
+
+void watch_stop(void)
+{
+    if (!w.running)
+        return;
+    ssize_t r = write(w.stop[1], "x", 1);
+    (void)r;
+    pthread_join(w.thread, NULL);
+    close(w.fd);
+    close(w.stop[0]);
+    close(w.stop[1]);
+    w.running = 0;
+}

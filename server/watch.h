@@ -1,0 +1,17 @@
+/*
+ * watch: live scenarios. A thread watches the --scenarios directory (and its
+ * subdirectories) with inotify; when files change it reloads the whole
+ * directory, validated first. An invalid file is refused with a log line per
+ * problem and the previous scenarios keep serving; scenarios added through
+ * the admin API survive a reload.
+ */
+#ifndef AUTHMOCK_WATCH_H
+#define AUTHMOCK_WATCH_H
+
+struct app;
+
+/* Starts watching app->cfg.scenarios. Returns 0, or -1 (logged) when inotify is unavailable. */
+int watch_start(struct app *app);
+void watch_stop(void);
+
+#endif
