@@ -16,6 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The namespace an admin call is about: ?namespace=, else the namespace
+ * header, else none (all namespaces, or the shared clock). */
+static const char *admin_namespace(const struct http_request *req, char buf[64])
+{
+    const char *q = http_query_arg(req, "namespace");
+    if (q)
+        return q;
+    if (http_namespace(req, buf, 64) == 0 && buf[0])
+        return buf;
+    return NULL;
+}
+
 /* Answers 401 and returns -1 unless the admin token (when set) was presented. */
 static int authorize(struct app *app, const struct http_request *req, struct http_response *resp)
 {
@@ -45,7 +57,9 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
 {
     if (authorize(app, req, resp))
         return;
-    const char *ns = http_query_arg(req, "namespace");
+    char nsbuf[64];
+    const char *ns = admin_namespace(req, nsbuf);
+    clock_reset_ns(ns);
     if (store_reset(app->store, ns)) {
         http_reply_error(resp, 500, "reset failed: %s", store_errmsg(app->store));
         return;
@@ -57,17 +71,19 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
     cJSON_Delete(o);
 }
 
-static void clock_body(struct http_response *resp)
+static void clock_body(struct http_response *resp, const char *ns)
 {
     /* Both fields come from one reading rounded to the millisecond, so a clock
      * just set to a whole second never reads as the second before it. */
-    double now = round(clock_now() * 1000.0) / 1000.0;
+    double now = round(clock_now_ns(ns) * 1000.0) / 1000.0;
     char iso[32];
     clock_format(now, iso);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "now", iso);
     cJSON_AddNumberToObject(o, "epochSeconds", floor(now));
-    cJSON_AddNumberToObject(o, "offsetSeconds", round(clock_offset() * 1000.0) / 1000.0);
+    double off = clock_offset() + clock_ns_offset(ns);
+    cJSON_AddNumberToObject(o, "offsetSeconds", round(off * 1000.0) / 1000.0);
+    json_add_str_or_null(o, "namespace", ns);
     http_reply_json(resp, 200, NULL, o);
     cJSON_Delete(o);
 }
@@ -76,51 +92,48 @@ static void h_clock_get(struct app *app, const struct http_request *req, struct 
 {
     if (authorize(app, req, resp))
         return;
-    clock_body(resp);
+    char ns[64];
+    clock_body(resp, admin_namespace(req, ns));
 }
 
+/* Moves the shared clock, or with a namespace only that namespace's. */
 static void h_clock_post(struct app *app, const struct http_request *req,
                          struct http_response *resp)
 {
     if (authorize(app, req, resp))
         return;
+    char nsbuf[64];
+    const char *ns = admin_namespace(req, nsbuf);
     size_t off;
     cJSON *body = req->body_len ? json_parse(req->body, req->body_len, &off) : NULL;
     const cJSON *adv = cJSON_GetObjectItemCaseSensitive(body, "advanceSeconds");
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(body, "set");
+    double t = 0, delta = 0;
     if (!cJSON_IsObject(body) || (!adv == !set)) {
         http_reply_error(resp, 400,
                          "the body must be a JSON object with either advanceSeconds (a number) "
                          "or set (an ISO-8601 time)");
-    } else if (adv && (!cJSON_IsNumber(adv) || !isfinite(adv->valuedouble) ||
-                       fabs(adv->valuedouble) > 3.2e9)) {
-        http_reply_error(resp, 400, "advanceSeconds must be a number of seconds");
-    } else if (adv) {
-        clock_set_offset(clock_offset() + adv->valuedouble);
-        clock_body(resp);
-    } else {
-        double t;
-        if (!cJSON_IsString(set) || clock_parse(set->valuestring, &t)) {
-            http_reply_error(resp, 400,
-                             "set must be an ISO-8601 time such as 2030-01-01T00:00:00Z");
-        } else {
-            clock_set_offset(clock_offset() + (t - clock_now()));
-            clock_body(resp);
-        }
+        goto out;
     }
+    if (adv &&
+        (!cJSON_IsNumber(adv) || !isfinite(adv->valuedouble) || fabs(adv->valuedouble) > 3.2e9)) {
+        http_reply_error(resp, 400, "advanceSeconds must be a number of seconds");
+        goto out;
+    }
+    if (set && (!cJSON_IsString(set) || clock_parse(set->valuestring, &t))) {
+        http_reply_error(resp, 400, "set must be an ISO-8601 time such as 2030-01-01T00:00:00Z");
+        goto out;
+    }
+    delta = adv ? adv->valuedouble : t - clock_now_ns(ns);
+    if (!ns)
+        clock_set_offset(clock_offset() + delta);
+    else if (clock_set_ns_offset(ns, clock_ns_offset(ns) + delta)) {
+        http_reply_error(resp, 400, "too many namespaces have their own clock; reset some");
+        goto out;
+    }
+    clock_body(resp, ns);
+out:
     cJSON_Delete(body);
-}
-
-/* The namespace an admin call is about: ?namespace=, else the namespace
- * header, else none (all namespaces). */
-static const char *admin_namespace(const struct http_request *req, char buf[64])
-{
-    const char *q = http_query_arg(req, "namespace");
-    if (q)
-        return q;
-    if (http_namespace(req, buf, 64) == 0 && buf[0])
-        return buf;
-    return NULL;
 }
 
 static void h_sms(struct app *app, const struct http_request *req, struct http_response *resp)

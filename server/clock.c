@@ -5,12 +5,108 @@
 #include "clock.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 static _Atomic long long clock_offset_us;
+
+/* Namespace offsets: a small open-addressing table behind a read-write lock.
+ * Most requests have no namespace, or the table is empty, and skip it. */
+#define NS_SLOTS 4096
+static struct {
+    char name[64];
+    double offset;
+} ns_table[NS_SLOTS];
+static _Atomic int ns_count;
+static pthread_rwlock_t ns_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static size_t ns_slot(const char *ns)
+{
+    size_t h = 5381;
+    for (const char *p = ns; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    return h % NS_SLOTS;
+}
+
+/* The slot holding `ns`, or the empty slot where it would go; -1 when full. */
+static long ns_find(const char *ns)
+{
+    size_t i = ns_slot(ns);
+    for (size_t k = 0; k < NS_SLOTS; k++, i = (i + 1) % NS_SLOTS)
+        if (ns_table[i].name[0] == '\0' || strcmp(ns_table[i].name, ns) == 0)
+            return (long)i;
+    return -1;
+}
+
+double clock_ns_offset(const char *ns)
+{
+    if (!ns || !*ns || atomic_load(&ns_count) == 0)
+        return 0;
+    double off = 0;
+    pthread_rwlock_rdlock(&ns_lock);
+    long i = ns_find(ns);
+    if (i >= 0 && ns_table[i].name[0])
+        off = ns_table[i].offset;
+    pthread_rwlock_unlock(&ns_lock);
+    return off;
+}
+
+double clock_now_ns(const char *ns)
+{
+    return clock_now() + clock_ns_offset(ns);
+}
+
+int clock_set_ns_offset(const char *ns, double seconds)
+{
+    if (!ns || !*ns || strlen(ns) >= sizeof ns_table[0].name)
+        return -1;
+    int err = 0;
+    pthread_rwlock_wrlock(&ns_lock);
+    long i = ns_find(ns);
+    if (i < 0 || (!ns_table[i].name[0] && atomic_load(&ns_count) >= NS_SLOTS * 3 / 4)) {
+        err = -1;
+    } else {
+        if (!ns_table[i].name[0]) {
+            snprintf(ns_table[i].name, sizeof ns_table[i].name, "%s", ns);
+            atomic_fetch_add(&ns_count, 1);
+        }
+        ns_table[i].offset = seconds;
+    }
+    pthread_rwlock_unlock(&ns_lock);
+    return err;
+}
+
+void clock_reset_ns(const char *ns)
+{
+    pthread_rwlock_wrlock(&ns_lock);
+    if (!ns) {
+        memset(ns_table, 0, sizeof ns_table);
+        atomic_store(&ns_count, 0);
+    } else if (atomic_load(&ns_count) > 0) {
+        /* Open addressing: removing one entry means re-placing the rest. */
+        long i = ns_find(ns);
+        if (i >= 0 && ns_table[i].name[0]) {
+            ns_table[i].name[0] = '\0';
+            int n = 0;
+            static __typeof__(ns_table) keep;
+            memcpy(keep, ns_table, sizeof keep);
+            memset(ns_table, 0, sizeof ns_table);
+            for (size_t k = 0; k < NS_SLOTS; k++) {
+                if (!keep[k].name[0])
+                    continue;
+                long j = ns_find(keep[k].name);
+                ns_table[j] = keep[k];
+                n++;
+            }
+            atomic_store(&ns_count, n);
+        }
+    }
+    pthread_rwlock_unlock(&ns_lock);
+}
 
 double clock_now(void)
 {

@@ -14,6 +14,17 @@ double clock_now(void);
 double clock_monotonic(void);
 double clock_offset(void);
 void clock_set_offset(double seconds);
+
+/* A namespace's clock: the mock clock plus the namespace's own offset, so
+ * parallel test suites each move their own time. "" or NULL is the shared
+ * clock. */
+double clock_now_ns(const char *ns);
+double clock_ns_offset(const char *ns);
+/* Sets a namespace's own offset (on top of the shared one). Returns -1 when
+ * too many namespaces have clocks. */
+int clock_set_ns_offset(const char *ns, double seconds);
+/* Forgets one namespace's offset, or every namespace's when ns is NULL. */
+void clock_reset_ns(const char *ns);
 /* Formats `t` as ISO-8601 UTC with milliseconds and a Z, into out[32]. */
 void clock_format(double t, char out[32]);
 /* Parses ISO-8601 (date, 'T', time, optional fraction, Z or ±hh:mm). Returns 0 on success. */

@@ -480,7 +480,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct app *app = cls;
     if (!ctx->log.api || strcmp(ctx->log.api, "admin") != 0) {
         struct journal_entry e = {
-            .at = clock_now(),
+            .at = clock_now_ns(ctx->log.ns),
             .ns = ctx->log.ns,
             .api = ctx->log.api,
             .method = ctx->method,

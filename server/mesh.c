@@ -491,7 +491,7 @@ static cJSON *success_content(struct app *app, const char *ns, const char *user_
     cJSON_AddNumberToObject(content, "expiresInSeconds", ACCESS_TTL);
     cJSON_AddNumberToObject(content, "refreshTokenExpiresInSeconds", REFRESH_TTL);
     cJSON *tokens = cJSON_AddArrayToObject(content, "accountTokens");
-    double now = clock_now();
+    double now = clock_now_ns(ns);
     store_lock(app->store);
     store_exec(app->store, store_stmt(app->store, ST_BEGIN));
     int n = cJSON_GetArraySize(accounts);
@@ -964,7 +964,7 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
         cJSON_Delete(body);
         return;
     }
-    double now = clock_now();
+    double now = clock_now_ns(resp->ns);
     store_lock(app->store);
     store_exec(app->store, store_stmt(app->store, ST_BEGIN));
     sqlite3_stmt *q = store_stmt(app->store, ST_MESH_TOKEN_BY_REFRESH);

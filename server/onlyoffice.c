@@ -949,7 +949,7 @@ static void credential_call(struct app *app, const struct http_request *req,
     cJSON *body = bind_body(app, req, resp);
     if (!body)
         return;
-    struct call c = {app, req, resp, resp->ns, ep, body, clock_now(), 0};
+    struct call c = {app, req, resp, resp->ns, ep, body, clock_now_ns(resp->ns), 0};
     c.session = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "session"));
     const char *user_name = json_str(body, "userName");
     const char *password = json_str(body, "password");
@@ -1086,7 +1086,7 @@ static int token_valid(struct app *app, const char *ns, const char *token, char 
     store_bind_text(q, 1, token);
     store_bind_text(q, 2, ns);
     if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 2) == 0 &&
-        sqlite3_column_double(q, 1) > clock_now()) {
+        sqlite3_column_double(q, 1) > clock_now_ns(ns)) {
         snprintf(user_id, 64, "%s", sqlite3_column_text(q, 0));
         ok = 1;
     }
@@ -1193,7 +1193,7 @@ static void h_setphone(struct app *app, const struct http_request *req, struct h
     static const char *const types[] = {"PhoneActivation"};
     if (http_namespace(req, resp->ns, sizeof resp->ns))
         resp->ns[0] = '\0';
-    double now = clock_now();
+    double now = clock_now_ns(resp->ns);
     const cJSON *fx = confirm_scheme(app, req, resp, types, COUNT(types), now);
     if (!fx)
         return;
@@ -1266,7 +1266,8 @@ static void h_confirm(struct app *app, const struct http_request *req, struct ht
             url_decode(ck, key, sizeof key);
     }
     store_lock(app->store);
-    int result = type ? check_confirm_key(app, resp->ns, key, type, clock_now(), user_id) : 1;
+    int result =
+        type ? check_confirm_key(app, resp->ns, key, type, clock_now_ns(resp->ns), user_id) : 1;
     store_unlock(app->store);
     cJSON *dto = cJSON_CreateObject();
     cJSON_AddNumberToObject(dto, "result", result);
@@ -1285,7 +1286,7 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     if (http_namespace(req, resp->ns, sizeof resp->ns))
         resp->ns[0] = '\0';
     snprintf(resp->log_path, sizeof resp->log_path, "/api/2.0/settings/tfaapp/validate");
-    double now = clock_now();
+    double now = clock_now_ns(resp->ns);
     const cJSON *fx = confirm_scheme(app, req, resp, types, COUNT(types), now);
     if (!fx)
         return;

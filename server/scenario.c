@@ -1245,7 +1245,7 @@ int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
 {
     memset(out, 0, sizeof *out);
     out->set = engine_acquire(e);
-    double now = clock_now();
+    double now = clock_now_ns(req->ns);
     store_lock(e->store);
     store_exec(e->store, store_stmt(e->store, ST_BEGIN));
     int rc = step_locked(e, req, out, now);
@@ -1410,7 +1410,7 @@ cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *
         clock_format(sqlite3_column_double(q, 5), when);
         cJSON_AddStringToObject(o, "enteredAt", when);
         double blocked = sqlite3_column_double(q, 6);
-        if (blocked > clock_now()) {
+        if (blocked > clock_now_ns((const char *)sqlite3_column_text(q, 0))) {
             clock_format(blocked, when);
             cJSON_AddStringToObject(o, "blockedUntil", when);
         } else {
@@ -1435,7 +1435,7 @@ int scenario_force(struct scenario_engine *e, const char *ns, const char *api, c
     struct scenario_request req = {.api = api, .ns = ns, .identity = identity};
     struct session ss;
     struct scenario *stored;
-    double now = clock_now();
+    double now = clock_now_ns(ns);
     int rc = 0;
     store_lock(e->store);
     if (session_load(e->store, &req, set, &ss, &stored)) {

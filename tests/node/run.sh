@@ -17,7 +17,7 @@ case "$AUTHMOCK" in
 esac
 export AUTHMOCK
 cd "$(dirname "$0")"
-FILES="mesh-client.test.js onlyoffice-schema.test.js"
+FILES="mesh-client.test.js onlyoffice-schema.test.js example-suite.test.js"
 if node --help 2>/dev/null | grep -q -- '--test-reporter'; then
   # shellcheck disable=SC2086
   exec node --test --test-reporter=tap $FILES
