@@ -291,6 +291,35 @@ static void truncated_free(void *cls)
     free(t);
 }
 
+/* Journals a request before its answer goes out, so a client that reads the
+ * journal right after its call finds the call there. Admin calls are not
+ * journaled: a test reading the journal must not see itself. */
+static void journal_request(struct app *app, struct request_ctx *ctx,
+                            const struct http_response *resp)
+{
+    if (resp->api && strcmp(resp->api, "admin") == 0)
+        return;
+    char masked[700];
+    log_mask_query(ctx->query, masked, sizeof masked);
+    struct journal_entry e = {
+        .at = clock_now_ns(resp->ns),
+        .ns = resp->ns,
+        .api = resp->api,
+        .method = ctx->method,
+        .path = resp->log_path[0] ? resp->log_path : ctx->path,
+        .query = masked,
+        .status = resp->fault == FAULT_DROP ? 0 : resp->status,
+        .latency_ms = (clock_monotonic() - ctx->started) * 1000.0,
+        .scenario = resp->scenario[0] ? resp->scenario : NULL,
+        .state_from = resp->state_from[0] ? resp->state_from : NULL,
+        .state_to = resp->state_to[0] ? resp->state_to : NULL,
+        .user = resp->user[0] ? resp->user : NULL,
+        .body = ctx->body.data,
+        .body_len = ctx->body.len,
+    };
+    journal_record(app, &e);
+}
+
 static enum MHD_Result send_response(struct app *app, struct MHD_Connection *conn,
                                      struct request_ctx *ctx, struct http_response *resp)
 {
@@ -332,6 +361,20 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
     MHD_destroy_response(r);
     ctx->answered = 1;
     return ret;
+}
+
+/* Journals the request, then answers it (or drops the connection), and frees the reply. */
+static enum MHD_Result finish(struct app *app, struct MHD_Connection *conn, struct request_ctx *ctx,
+                              struct http_response *resp)
+{
+    journal_request(app, ctx, resp);
+    enum MHD_Result r = MHD_NO;
+    if (resp->fault == FAULT_DROP)
+        ctx->status = 0;
+    else
+        r = send_response(app, conn, ctx, resp);
+    response_free(resp);
+    return r;
 }
 
 static void preflight(struct app *app, const struct http_request *req, struct http_response *resp)
@@ -380,6 +423,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         /* Refuse before reading the body at all. */
         struct http_response resp = {0};
         http_reply_error(&resp, 413, "request body is larger than %d bytes", HTTP_MAX_BODY);
+        journal_request(app, ctx, &resp);
         enum MHD_Result r = send_response(app, conn, ctx, &resp);
         free(resp.body);
         return r;
@@ -389,10 +433,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (ctx->pending) {
         struct http_response *resp = ctx->pending;
         ctx->pending = NULL;
-        enum MHD_Result r =
-            resp->fault == FAULT_DROP ? MHD_NO : send_response(app, conn, ctx, resp);
-        response_free(resp);
-        return r;
+        return finish(app, conn, ctx, resp);
     }
     if (*upload_data_size) {
         if (!ctx->too_large) {
@@ -446,23 +487,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         ctx->pending = NULL;
         MHD_resume_connection(conn);
     }
-    enum MHD_Result r = resp->fault == FAULT_DROP ? MHD_NO : send_response(app, conn, ctx, resp);
-    if (resp->fault == FAULT_DROP)
-        ctx->status = 0;
-    response_free(resp);
-    return r;
+    return finish(app, conn, ctx, resp);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct request_ctx *ctx = *con_cls;
+    (void)cls;
     (void)conn;
     (void)toe;
     if (!ctx)
         return;
-    char masked[700];
-    log_mask_query(ctx->query, masked, sizeof masked);
     struct log_request line = {
         .method = ctx->method,
         .path = ctx->path,
@@ -476,27 +512,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .state_to = ctx->log.state_to[0] ? ctx->log.state_to : NULL,
     };
     log_request(&line);
-    /* Admin calls are not journaled: a test reading the journal must not see itself. */
-    struct app *app = cls;
-    if (!ctx->log.api || strcmp(ctx->log.api, "admin") != 0) {
-        struct journal_entry e = {
-            .at = clock_now_ns(ctx->log.ns),
-            .ns = ctx->log.ns,
-            .api = ctx->log.api,
-            .method = ctx->method,
-            .path = ctx->path,
-            .query = masked,
-            .status = ctx->status,
-            .latency_ms = line.latency_ms,
-            .scenario = line.scenario,
-            .state_from = line.state_from,
-            .state_to = line.state_to,
-            .user = ctx->log.user[0] ? ctx->log.user : NULL,
-            .body = ctx->body.data,
-            .body_len = ctx->body.len,
-        };
-        journal_record(app, &e);
-    }
     response_free(ctx->pending);
     buf_free(&ctx->body);
     free(ctx);
