@@ -89,7 +89,9 @@ static const struct opt_desc opts[] = {
 void config_usage(void)
 {
     printf("Usage: authmock [OPTION]...        serve the mock APIs\n"
-           "       authmock check FILE|DIR...  validate scenario and fixture files\n\n"
+           "       authmock check FILE|DIR...  validate scenario and fixture files\n"
+           "       authmock [OPTION]... health ask the server at --port (and --admin-token)\n"
+           "                                   whether it is healthy: exit 0 if so\n\n"
            "A local mock of the Mesh account-authentication API and the ONLYOFFICE\n"
            "DocSpace authentication API, for integration tests.\n\nOptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
@@ -289,6 +291,10 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
                 snprintf(err, errlen, "check needs at least one FILE or DIR");
                 return -1;
             }
+            return 0;
+        }
+        if (strcmp(argv[optind], "health") == 0 && optind + 1 == argc) {
+            *mode = CONFIG_HEALTH;
             return 0;
         }
         snprintf(err, errlen, "unexpected argument '%s'; see --help", argv[optind]);

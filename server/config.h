@@ -32,7 +32,7 @@ struct config {
     int max_connections;
 };
 
-enum config_mode { CONFIG_SERVE, CONFIG_HELP, CONFIG_VERSION, CONFIG_CHECK };
+enum config_mode { CONFIG_SERVE, CONFIG_HELP, CONFIG_VERSION, CONFIG_CHECK, CONFIG_HEALTH };
 
 /* Parses argv and the environment. On success returns 0, sets *mode and, for
  * CONFIG_CHECK, *first_arg to the index of the first path. On error returns -1

@@ -17,7 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* The emulated APIs, for validating scenario files. */
@@ -111,6 +116,48 @@ static int run_check(char **paths, int n)
     return 0;
 }
 
+/* `authmock health`: GET /__admin/health on the configured port, for container
+ * health checks where no HTTP client is installed. Exit 0 on 200 "ok". */
+static int run_health(const struct config *cfg)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+    /* A server bound to every address answers on loopback. */
+    const char *host = strcmp(cfg->bind, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->bind;
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
+        fprintf(stderr, "authmock health: --bind %s is not an IPv4 address\n", cfg->bind);
+        return 1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 3};
+    if (fd < 0)
+        return 1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+        fprintf(stderr, "authmock health: nothing listens on %s:%d\n", host, cfg->port);
+        close(fd);
+        return 1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET /__admin/health HTTP/1.0\r\nHost: %s\r\n%s%s%s\r\n",
+                     host, cfg->admin_token ? "Authorization: Bearer " : "",
+                     cfg->admin_token ? cfg->admin_token : "", cfg->admin_token ? "\r\n" : "");
+    char resp[2048];
+    size_t got = 0;
+    if (n > 0 && n < (int)sizeof req && write(fd, req, (size_t)n) == n) {
+        ssize_t r;
+        while (got + 1 < sizeof resp && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+            got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    int ok = got >= 12 && memcmp(resp, "HTTP/1.", 7) == 0 && memcmp(resp + 8, " 200", 4) == 0 &&
+             strstr(resp, "\"status\":\"ok\"") != NULL;
+    if (!ok)
+        fprintf(stderr, "authmock health: unhealthy: %.80s\n", got ? resp : "no answer");
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     struct app app;
@@ -134,6 +181,8 @@ int main(int argc, char **argv)
     }
     if (mode == CONFIG_CHECK)
         return run_check(argv + first, argc - first);
+    if (mode == CONFIG_HEALTH)
+        return run_health(&app.cfg);
 
     log_init(app.cfg.log_json ? LOG_JSON : LOG_TEXT, app.cfg.quiet);
     rng_init(app.cfg.seeded, app.cfg.seed);

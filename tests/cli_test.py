@@ -403,6 +403,21 @@ def test_namespaces_stay_apart_under_parallel_load():
         stop(p)
 
 
+def test_health_command():
+    p, port = start("--admin-token", "tok")
+    try:
+        r = run("--port", str(port), "--admin-token", "tok", "health")
+        assert r.returncode == 0, r.stderr
+        r = run("--port", str(port), "health")
+        assert r.returncode == 1 and "unhealthy" in r.stderr
+        r = run("health", env={"AUTHMOCK_PORT": str(port), "AUTHMOCK_ADMIN_TOKEN": "tok", "AUTHMOCK_BIND": "0.0.0.0"})
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop(p)
+    r = run("--port", str(port), "health")
+    assert r.returncode == 1 and "nothing listens" in r.stderr
+
+
 def test_cors():
     p, port = start("--cors", "http://app.test")
     try:
