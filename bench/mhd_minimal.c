@@ -41,9 +41,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 int main(void)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO, 0, NULL, NULL, on_access, NULL,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(ncpu > 0 ? ncpu : 2), MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO, 0, NULL,
+                                            NULL, on_access, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+                                            (unsigned int)(ncpu > 0 ? ncpu : 2), MHD_OPTION_END);
     if (!d)
         return 1;
     printf("listening on http://127.0.0.1:%d\n",
