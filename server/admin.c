@@ -82,7 +82,7 @@ static void clock_body(struct http_response *resp, const char *ns)
     cJSON_AddStringToObject(o, "now", iso);
     cJSON_AddNumberToObject(o, "epochSeconds", floor(now));
     double off = clock_offset() + clock_ns_offset(ns);
-    cJSON_AddNumberToObject(o, "offsetSeconds", round(off * 1000.0) / 1000.0);
+    cJSON_AddNumberToObject(o, "offsetSeconds", round(off * 1000.0) / 1000.0 + 0.0);
     json_add_str_or_null(o, "namespace", ns);
     http_reply_json(resp, 200, NULL, o);
     cJSON_Delete(o);
@@ -120,11 +120,16 @@ static void h_clock_post(struct app *app, const struct http_request *req,
         http_reply_error(resp, 400, "advanceSeconds must be a number of seconds");
         goto out;
     }
-    if (set && (!cJSON_IsString(set) || clock_parse(set->valuestring, &t))) {
-        http_reply_error(resp, 400, "set must be an ISO-8601 time such as 2030-01-01T00:00:00Z");
+    int to_now = cJSON_IsString(set) && strcmp(set->valuestring, "now") == 0;
+    if (set && !to_now && (!cJSON_IsString(set) || clock_parse(set->valuestring, &t))) {
+        http_reply_error(resp, 400,
+                         "set must be an ISO-8601 time such as 2030-01-01T00:00:00Z, or \"now\"");
         goto out;
     }
-    delta = adv ? adv->valuedouble : t - clock_now_ns(ns);
+    /* "now" takes the clock back to real time (a namespace: to the shared clock). */
+    delta = adv      ? adv->valuedouble
+            : to_now ? -(ns ? clock_ns_offset(ns) : clock_offset())
+                     : t - clock_now_ns(ns);
     if (!ns)
         clock_set_offset(clock_offset() + delta);
     else if (clock_set_ns_offset(ns, clock_ns_offset(ns) + delta)) {

@@ -259,7 +259,7 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
         if (c == 'h' || c == OPT_HELP) {
             *mode = CONFIG_HELP;
             return 0;

@@ -339,7 +339,11 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
     }
     if (!r)
         return MHD_NO;
-    if (resp->content_type)
+    /* A scenario's own Content-Type (in "headers") replaces the default. */
+    int own_type = 0;
+    for (int i = 0; i < resp->nheaders; i++)
+        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
+    if (resp->content_type && !own_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(r, resp->header_names[i], resp->header_values[i]);
@@ -592,9 +596,9 @@ int http_serve(struct app *app, char *err, size_t errlen)
         {MHD_OPTION_END, 0, NULL},
     };
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {

@@ -247,7 +247,8 @@ int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void
         size_t nl = strlen(nm);
         char path[4096];
         struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        size_t dl = strlen(dir);
+        snprintf(path, sizeof path, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", nm);
         if (nm[0] != '.' && stat(path, &st) == 0) {
             if (S_ISDIR(st.st_mode))
                 dir_walk_json(path, fn, cls);

@@ -295,6 +295,19 @@ static void problem_add(cJSON *errors, const char *field, const char *fmt, ...)
 
 /* ---- shared checks ---------------------------------------------------- */
 
+/* An integration is down while its fixture says so, unless the outage has a
+ * downTimeEnd that has passed, or a downTimeStart still ahead, on the mock clock. */
+static int integration_up(const cJSON *integ, double now)
+{
+    const cJSON *health = cJSON_GetObjectItemCaseSensitive(integ, "health");
+    if (!cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(health, "isUp")))
+        return 1;
+    const cJSON *start = cJSON_GetObjectItemCaseSensitive(health, "downTimeStart");
+    const cJSON *end = cJSON_GetObjectItemCaseSensitive(health, "downTimeEnd");
+    return (cJSON_IsNumber(end) && now >= end->valuedouble) ||
+           (cJSON_IsNumber(start) && now < start->valuedouble);
+}
+
 /* The client headers must name a client of the fixtures; answers 401 otherwise. */
 static const cJSON *check_client(struct app *app, const struct http_request *req,
                                  struct http_response *resp)
@@ -692,7 +705,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         return;
     }
     const cJSON *health = cJSON_GetObjectItemCaseSensitive(integ, "health");
-    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(health, "isUp"))) {
+    if (!integration_up(integ, clock_now_ns(resp->ns))) {
         const char *why = json_str(health, "description");
         char msg[256];
         snprintf(msg, sizeof msg, "%s is unavailable: %s", json_str(integ, "name"),
@@ -1055,20 +1068,21 @@ static void h_delete_account(struct app *app, const struct http_request *req,
 
 static void h_status(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-    if (!check_client(app, req, resp))
+    if (!check_client(app, req, resp) || take_namespace(req, resp))
         return;
+    double now = clock_now_ns(resp->ns);
     cJSON *list = cJSON_CreateArray();
     const cJSON *integ;
     cJSON_ArrayForEach(integ, app->fixtures.mesh_integrations)
     {
         const cJSON *health = cJSON_GetObjectItemCaseSensitive(integ, "health");
+        int up = integration_up(integ, now);
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "type", json_str(integ, "type"));
         cJSON_AddStringToObject(s, "name", json_str(integ, "name"));
-        cJSON_AddBoolToObject(s, "isUp",
-                              !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(health, "isUp")));
+        cJSON_AddBoolToObject(s, "isUp", up);
         static const char *const opt[] = {"description", "downTimeStart", "downTimeEnd"};
-        for (size_t i = 0; i < COUNT(opt); i++) {
+        for (size_t i = 0; !up && i < COUNT(opt); i++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(health, opt[i]);
             if (v && !cJSON_IsNull(v))
                 cJSON_AddItemToObject(s, opt[i], cJSON_Duplicate(v, 1));
@@ -1192,7 +1206,8 @@ static void mesh_validate_reply(const cJSON *reply, const char *file, const char
     }
 }
 
-const struct scenario_api mesh_scenario_api = {"mesh", mesh_validate_reply};
+static const char *const mesh_derived[] = {"schemeType", NULL};
+const struct scenario_api mesh_scenario_api = {"mesh", mesh_derived, mesh_validate_reply};
 
 int mesh_check_fixtures(const struct fixtures *f, struct problems *p)
 {

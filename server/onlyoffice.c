@@ -1400,7 +1400,9 @@ static void oo_validate_reply(const cJSON *reply, const char *file, const char *
     }
 }
 
-const struct scenario_api onlyoffice_scenario_api = {"onlyoffice", oo_validate_reply};
+static const char *const oo_derived[] = {"endpoint", "credentials", "userExists", "passwordValid",
+                                         NULL};
+const struct scenario_api onlyoffice_scenario_api = {"onlyoffice", oo_derived, oo_validate_reply};
 
 int onlyoffice_check_fixtures(const struct fixtures *f, struct problems *p)
 {

@@ -94,6 +94,7 @@ struct scenario {
     size_t ncounters;
     double *window;       /* per counter: the largest window of a limit on it, 0 if none */
     int requests_counter; /* index of "requests", or -1 */
+    int weight;           /* how specific the binding is: 2 per request field, 1 per derived fact */
 };
 
 struct scenario_set {
@@ -633,6 +634,12 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
     const cJSON *bind = cJSON_GetObjectItemCaseSensitive(doc, "bind");
     if (bind)
         parse_when(&ps, bind, "$.bind", &s->bind, &s->nbind, NULL);
+    for (size_t i = 0; i < s->nbind; i++) {
+        int derived = 0;
+        for (const char *const *d = api && api->derived ? api->derived : NULL; d && *d; d++)
+            derived |= strcmp(*d, s->bind[i].field) == 0;
+        s->weight += derived ? 1 : 2;
+    }
 
     const cJSON *states = cJSON_GetObjectItemCaseSensitive(doc, "states");
     if (!cJSON_IsObject(states) || cJSON_GetArraySize(states) == 0) {
@@ -1067,7 +1074,8 @@ static void generate(cJSON **vars, const struct generate *g)
 
 /* Picks the scenario for a request: the forced one, else the identity's own
  * while no request field contradicts its binding and nothing binds more
- * specifically, else the most specific binding (most conditions). */
+ * specifically, else the most specific binding (2 points per condition on a
+ * request field, 1 per condition on a derived fact; ties by name). */
 static struct scenario *choose(const struct scenario_set *set, const struct scenario_request *req,
                                struct scenario *stored, int *err)
 {
@@ -1085,10 +1093,10 @@ static struct scenario *choose(const struct scenario_set *set, const struct scen
         struct scenario *s = set->items[i];
         if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, 0))
             continue;
-        if (!best || s->nbind > best->nbind)
+        if (!best || s->weight > best->weight)
             best = s;
     }
-    if (stored && bind_holds(stored, req->facts, 1) && (!best || stored->nbind >= best->nbind))
+    if (stored && bind_holds(stored, req->facts, 1) && (!best || stored->weight >= best->weight))
         return stored;
     if (!best)
         *err = SCENARIO_UNBOUND;

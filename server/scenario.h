@@ -19,6 +19,10 @@
 /* What an API tells the engine about itself, for validating scenario files. */
 struct scenario_api {
     const char *name;
+    /* Facts the API derives rather than reads from the request (mesh schemeType,
+     * onlyoffice passwordValid...): a binding on one of them counts less than a
+     * binding on a request field, so "username X" beats "schemeType Y". */
+    const char *const *derived;
     /* Adds problems found in one reply object (its json-path is `path`). */
     void (*validate_reply)(const cJSON *reply, const char *file, const char *path,
                            struct problems *p);

@@ -408,6 +408,8 @@ def test_health_command():
     try:
         r = run("--port", str(port), "--admin-token", "tok", "health")
         assert r.returncode == 0, r.stderr
+        r = run("health", "--port", str(port), "--admin-token", "tok")
+        assert r.returncode == 0, r.stderr
         r = run("--port", str(port), "health")
         assert r.returncode == 1 and "unhealthy" in r.stderr
         r = run("health", env={"AUTHMOCK_PORT": str(port), "AUTHMOCK_ADMIN_TOKEN": "tok", "AUTHMOCK_BIND": "0.0.0.0"})

@@ -450,8 +450,10 @@ scenarioTest('authenticate mfa.totp@example.com: wrong codes are challengeFailed
     assert.equal(c.status, 'challengeFailed', `wrong code #${i + 1}: ${JSON.stringify(c)}`);
     assert.equal(typeof c.errorMessage, 'string');
   }
-  // Back at the password step: the right code alone does not log in.
-  const c = await authenticate(api, u, creds('mfa.totp@example.com', { mfaCode: CODE, mfaType: 'totp' }));
+  // Back at the password step: a code alone no longer counts, the credentials ask for a new one.
+  const lone = await authenticate(api, u, { type: 'robinhood', mfaCode: CODE, mfaType: 'totp' });
+  assert.equal(lone.status, 'failed', JSON.stringify(lone));
+  const c = await authenticate(api, u, creds('mfa.totp@example.com'));
   assert.equal(c.status, 'mfaRequired', JSON.stringify(c));
   assertSucceeded(await authenticate(api, u, creds('mfa.totp@example.com', { mfaCode: CODE, mfaType: 'totp' })));
 });

@@ -38,7 +38,7 @@ static int failures_in_test;
         }                                                                                          \
     } while (0)
 
-static const struct scenario_api test_apis[] = {{"mesh", NULL}, {"onlyoffice", NULL}};
+static const struct scenario_api test_apis[] = {{"mesh", NULL, NULL}, {"onlyoffice", NULL, NULL}};
 
 static struct scenario *parse(const char *json, struct problems *p)
 {
