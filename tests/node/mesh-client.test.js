@@ -23,8 +23,6 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
-const readline = require('node:readline');
 const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -32,6 +30,7 @@ const path = require('node:path');
 const Ajv = require('ajv');
 const addFormats = require('ajv-formats');
 const { FrontApi } = require('@meshconnect/node-api/cjs/index.js');
+const { nullableToAnyOf, startAuthmock, stopAuthmock } = require('./harness.js');
 
 const AUTHMOCK = process.env.AUTHMOCK;
 if (!AUTHMOCK) {
@@ -69,26 +68,6 @@ const AUTH_STATUSES = [
 /* ------------------------------------------------------------------------ */
 
 const OPENAPI = JSON.parse(fs.readFileSync(OPENAPI_PATH, 'utf8'));
-
-/*
- * ajv 8 implements OpenAPI 3.0 `nullable`, but only next to `type`: it throws
- * '"nullable" cannot be used without "type"' on the `{allOf:[{$ref}],
- * nullable:true}` form this document uses for nullable objects and enums (and
- * on `errorData: {nullable:true}`). Rewrite exactly that form, in memory, to
- * `{anyOf:[{type:'null'}, <rest>]}`, which is what OpenAPI 3.0 means by it.
- */
-function nullableToAnyOf(node) {
-  if (Array.isArray(node)) return node.map(nullableToAnyOf);
-  if (node === null || typeof node !== 'object') return node;
-  const out = {};
-  for (const [k, v] of Object.entries(node)) out[k] = nullableToAnyOf(v);
-  if (out.nullable === true && out.type === undefined) {
-    const rest = { ...out };
-    delete rest.nullable;
-    return { anyOf: [{ type: 'null' }, rest] };
-  }
-  return out;
-}
 
 const ajv = new Ajv({ strict: false, allErrors: true });
 addFormats(ajv); // uuid, int32, int64, double, ... as used by the document
@@ -141,81 +120,19 @@ function assertSchema(res, method, template) {
 /* The server                                                                */
 /* ------------------------------------------------------------------------ */
 
-let child = null;
+let server = null;
 let port = 0;
 let baseURL = '';
-let serverStderr = '';
-
-function killChild(signal) {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    try {
-      child.kill(signal);
-    } catch (_) {
-      /* already gone */
-    }
-  }
-}
-process.on('exit', () => killChild('SIGKILL'));
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    killChild('SIGKILL');
-    process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
-  });
-}
-
-function firstLine(proc, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const rl = readline.createInterface({ input: proc.stdout });
-    const timer = setTimeout(() => {
-      rl.close();
-      reject(new Error(`authmock printed no line within ${timeoutMs} ms; stderr: ${serverStderr}`));
-    }, timeoutMs);
-    const onExit = (code, sig) => {
-      clearTimeout(timer);
-      rl.close();
-      reject(new Error(`authmock exited (code ${code}, signal ${sig}) before listening; stderr: ${serverStderr}`));
-    };
-    proc.once('exit', onExit);
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${AUTHMOCK}: ${e.message}`));
-    });
-    rl.once('line', (line) => {
-      clearTimeout(timer);
-      proc.removeListener('exit', onExit);
-      rl.close();
-      proc.stdout.resume(); // keep draining so the pipe never fills
-      resolve(line);
-    });
-  });
-}
 
 before(async () => {
-  child = spawn(AUTHMOCK, ['--port', '0', '--quiet', '--seed', '7'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => {
-    if (serverStderr.length < 65536) serverStderr += d;
-  });
-  const line = await firstLine(child, 10000);
-  const m = /^authmock \S+ listening on http:\/\/127\.0\.0\.1:(\d+) /.exec(line);
-  assert.ok(m, `unexpected first line from authmock: ${JSON.stringify(line)}`);
-  port = Number(m[1]);
-  assert.ok(port > 0, `bad port in ${JSON.stringify(line)}`);
-  baseURL = `http://127.0.0.1:${port}`;
+  server = await startAuthmock(AUTHMOCK, ['--seed', '7']);
+  port = server.port;
+  baseURL = server.base;
   const reset = await admin('POST', '/__admin/reset');
   assert.equal(reset.status, 200, `POST /__admin/reset: ${reset.text}`);
 });
 
-after(async () => {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  killChild('SIGTERM');
-  const timer = setTimeout(() => killChild('SIGKILL'), 3000);
-  await exited;
-  clearTimeout(timer);
-});
+after(() => stopAuthmock(server));
 
 /* Admin calls go straight over node:http: they are not part of the mesh API. */
 function admin(method, urlPath, body) {

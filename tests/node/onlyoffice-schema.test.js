@@ -44,14 +44,13 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
-const readline = require('node:readline');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const Ajv = require('ajv');
 const addFormats = require('ajv-formats');
+const { nullableToAnyOf, startAuthmock, stopAuthmock } = require('./harness.js');
 
 const AUTHMOCK = process.env.AUTHMOCK;
 if (!AUTHMOCK) {
@@ -90,24 +89,9 @@ const VALIDATE = '/api/2.0/settings/tfaapp/validate';
 
 const OPENAPI = JSON.parse(fs.readFileSync(OPENAPI_PATH, 'utf8'));
 
-/*
- * As in mesh-client.test.js: ajv 8 implements OpenAPI 3.0 `nullable` only next
- * to `type` and throws on `{allOf:[{$ref}], nullable:true}`. This document
- * always puts `nullable` next to a `type`, so the rewrite is a no-op today; it
- * is kept so that a refreshed document with the other form still compiles.
- */
-function nullableToAnyOf(node) {
-  if (Array.isArray(node)) return node.map(nullableToAnyOf);
-  if (node === null || typeof node !== 'object') return node;
-  const out = {};
-  for (const [k, v] of Object.entries(node)) out[k] = nullableToAnyOf(v);
-  if (out.nullable === true && out.type === undefined) {
-    const rest = { ...out };
-    delete rest.nullable;
-    return { anyOf: [{ type: 'null' }, rest] };
-  }
-  return out;
-}
+/* nullableToAnyOf (harness.js): this document always puts `nullable` next to a
+ * `type`, so the rewrite is a no-op today; it is kept so that a refreshed
+ * document with the other form still compiles. */
 
 /*
  * The one stale response schema: AuthenticationTokenDto.expires is a
@@ -362,81 +346,16 @@ function assertError(body, message, type) {
 
 const servers = { documented: null, server: null };
 
-function killChild(s, signal) {
-  if (s && s.child && s.child.exitCode === null && s.child.signalCode === null) {
-    try {
-      s.child.kill(signal);
-    } catch (_) {
-      /* already gone */
-    }
-  }
-}
-process.on('exit', () => {
-  for (const s of Object.values(servers)) killChild(s, 'SIGKILL');
-});
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    for (const s of Object.values(servers)) killChild(s, 'SIGKILL');
-    process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
-  });
-}
-
-function firstLine(s, timeoutMs) {
-  const proc = s.child;
-  return new Promise((resolve, reject) => {
-    const rl = readline.createInterface({ input: proc.stdout });
-    const timer = setTimeout(() => {
-      rl.close();
-      reject(new Error(`authmock printed no line within ${timeoutMs} ms; stderr: ${s.stderr}`));
-    }, timeoutMs);
-    const onExit = (code, sig) => {
-      clearTimeout(timer);
-      rl.close();
-      reject(new Error(`authmock exited (code ${code}, signal ${sig}) before listening; stderr: ${s.stderr}`));
-    };
-    proc.once('exit', onExit);
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${AUTHMOCK}: ${e.message}`));
-    });
-    rl.once('line', (line) => {
-      clearTimeout(timer);
-      proc.removeListener('exit', onExit);
-      rl.close();
-      proc.stdout.resume(); // keep draining so the pipe never fills
-      resolve(line);
-    });
-  });
-}
-
 async function startServer(profile) {
-  const args = ['--port', '0', '--quiet', '--seed', '5'];
+  const args = ['--seed', '5'];
   if (profile !== 'documented') args.push('--profile', profile);
-  const s = { profile, child: null, base: '', stderr: '' };
+  const s = await startAuthmock(AUTHMOCK, args);
+  s.profile = profile;
   servers[profile] = s;
-  s.child = spawn(AUTHMOCK, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  s.child.stderr.setEncoding('utf8');
-  s.child.stderr.on('data', (d) => {
-    if (s.stderr.length < 65536) s.stderr += d;
-  });
-  const line = await firstLine(s, 10000);
-  const m = /^authmock \S+ listening on http:\/\/127\.0\.0\.1:(\d+) /.exec(line);
-  assert.ok(m, `unexpected first line from authmock: ${JSON.stringify(line)}`);
-  assert.ok(Number(m[1]) > 0, `bad port in ${JSON.stringify(line)}`);
-  assert.ok(line.includes(`profile: ${profile}`), `not the ${profile} profile: ${line}`);
-  s.base = `http://127.0.0.1:${Number(m[1])}`;
+  assert.ok(s.line.includes(`profile: ${profile}`), `not the ${profile} profile: ${s.line}`);
   const reset = await admin(s, 'POST', '/__admin/reset');
   assert.equal(reset.status, 200, `POST /__admin/reset: ${reset.text}`);
   return s;
-}
-
-async function stopServer(s) {
-  if (!s || !s.child || s.child.exitCode !== null || s.child.signalCode !== null) return;
-  const exited = new Promise((resolve) => s.child.once('exit', resolve));
-  killChild(s, 'SIGTERM');
-  const timer = setTimeout(() => killChild(s, 'SIGKILL'), 3000);
-  await exited;
-  clearTimeout(timer);
 }
 
 before(async () => {
@@ -444,7 +363,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(Object.values(servers).map(stopServer));
+  await Promise.all(Object.values(servers).map(stopAuthmock));
 });
 
 /* ------------------------------------------------------------------------ */
