@@ -175,6 +175,11 @@ static void h_scenarios_list(struct app *app, const struct http_request *req,
     cJSON_Delete(list);
 }
 
+static void add_problem(const char *line, void *list)
+{
+    cJSON_AddItemToArray(list, cJSON_CreateString(line));
+}
+
 static void h_scenarios_add(struct app *app, const struct http_request *req,
                             struct http_response *resp)
 {
@@ -188,15 +193,7 @@ static void h_scenarios_add(struct app *app, const struct http_request *req,
         cJSON_AddStringToObject(o, "error", "the scenario is not valid");
         cJSON *list = cJSON_AddArrayToObject(o, "problems");
         /* One "file: json-path: message" string per problem. */
-        for (char *line = p.text.data; line && *line;) {
-            char *nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            cJSON_AddItemToArray(list, cJSON_CreateString(line));
-            if (!nl)
-                break;
-            line = nl + 1;
-        }
+        problems_each(&p, add_problem, list);
         http_reply_json(resp, 400, NULL, o);
         cJSON_Delete(o);
         problems_free(&p);

@@ -225,6 +225,17 @@ void http_add_header(struct http_response *resp, const char *name, const char *v
     resp->header_values[resp->nheaders++] = strdup(value);
 }
 
+int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply)
+{
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(reply, "body");
+    if (cJSON_IsString(body))
+        http_reply_raw(resp, status, "application/json; charset=utf-8", body->valuestring,
+                       strlen(body->valuestring));
+    else if (body)
+        http_reply_json(resp, status, NULL, body);
+    return body != NULL;
+}
+
 void http_apply_reply_extras(struct http_response *resp, const cJSON *reply)
 {
     const cJSON *ra = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter");

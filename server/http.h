@@ -66,6 +66,9 @@ void http_reply_error(struct http_response *resp, int status, const char *fmt, .
 void http_reply_raw(struct http_response *resp, int status, const char *content_type,
                     const char *body, size_t len);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
+/* A scenario reply's "body" override with `status`: a string is sent as it is,
+ * any other JSON value rendered. Returns 0 when the reply has no body. */
+int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply);
 /* Applies the transport keys every scenario reply may carry, whatever the API:
  * "retryAfter" (Retry-After), "headers", "delayMs" and "fault". Call after the
  * body is set: "malformed" cuts it. */

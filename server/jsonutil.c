@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <nettle/base64.h>
@@ -61,6 +62,14 @@ void buf_free(struct buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+const char *str_find(const char *const *values, size_t n, const char *s, int nocase)
+{
+    for (size_t i = 0; s && i < n; i++)
+        if ((nocase ? strcasecmp(values[i], s) : strcmp(values[i], s)) == 0)
+            return values[i];
+    return NULL;
 }
 
 const char *json_str(const cJSON *obj, const char *key)
@@ -200,6 +209,21 @@ void problems_add(struct problems *p, const char *file, const char *path, const 
     va_end(ap);
     buf_printf(&p->text, "%s: %s: %s\n", file, path, msg);
     p->count++;
+}
+
+void problems_each(const struct problems *p, void (*fn)(const char *line, void *cls), void *cls)
+{
+    for (const char *line = p->text.data; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        char *one = strndup(line, n);
+        if (one)
+            fn(one, cls);
+        free(one);
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
 }
 
 void problems_free(struct problems *p)

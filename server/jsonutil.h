@@ -20,6 +20,8 @@ int buf_append(struct buf *b, const void *data, size_t len);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);
 
+/* The element of values[0..n) equal to s (ignoring ASCII case when nocase), or NULL. */
+const char *str_find(const char *const *values, size_t n, const char *s, int nocase);
 /* Returns the string member `key`, or NULL when it is absent, null or not a string. */
 const char *json_str(const cJSON *obj, const char *key);
 /* Adds `key: value`, or `key: null` when value is NULL. Returns the new item or NULL. */
@@ -56,5 +58,7 @@ struct problems {
 };
 void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Calls fn with each "file: json-path: message" line, without its newline. */
+void problems_each(const struct problems *p, void (*fn)(const char *line, void *cls), void *cls);
 void problems_free(struct problems *p);
 #endif

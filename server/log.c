@@ -162,17 +162,15 @@ void log_request(const struct log_request *r)
                      r->ns ? r->ns : "", escen, r->state_from ? r->state_from : "",
                      r->state_to ? r->state_to : "");
     } else {
+        char state[160] = "";
+        if (r->state_from)
+            snprintf(state, sizeof state, " state=%.64s%s%.64s", r->state_from,
+                     r->state_to ? "->" : "", r->state_to ? r->state_to : "");
         snprintf(path, sizeof path, "%s", r->path);
-        n = snprintf(line, sizeof line,
-                     "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s%s%s\n", now, r->method,
-                     path, query[0] ? "?" : "", query, r->status, r->latency_ms,
+        n = snprintf(line, sizeof line, "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s\n",
+                     now, r->method, path, query[0] ? "?" : "", query, r->status, r->latency_ms,
                      r->api ? r->api : "-", r->ns ? r->ns : "-", r->scenario ? r->scenario : "-",
-                     r->state_from ? " state=" : "", r->state_from ? r->state_from : "",
-                     r->state_from ? (r->state_to ? "" : "") : "");
-        if (r->state_from && r->state_to && n > 0 && (size_t)n < sizeof line - 1) {
-            n--; /* drop the newline, append the transition */
-            n += snprintf(line + n, sizeof line - (size_t)n, "->%s\n", r->state_to);
-        }
+                     state);
     }
     if (n > 0)
         write_line(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);

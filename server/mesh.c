@@ -135,17 +135,9 @@ static const struct {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *find_enum(const char *const *values, size_t n, const char *name, int nocase)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((nocase ? strcasecmp(values[i], name) : strcmp(values[i], name)) == 0)
-            return values[i];
-    return NULL;
-}
-
 const char *mesh_broker_type(const char *name)
 {
-    return find_enum(broker_types, COUNT(broker_types), name, 1);
+    return str_find(broker_types, COUNT(broker_types), name, 1);
 }
 
 int mesh_http_status(const char *api_status)
@@ -552,13 +544,7 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
                           json_str(reply, "displayMessage"), json_str(reply, "errorType"));
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
-    const cJSON *body = cJSON_GetObjectItemCaseSensitive(reply, "body");
-    if (cJSON_IsString(body))
-        http_reply_raw(resp, code, "application/json; charset=utf-8", body->valuestring,
-                       strlen(body->valuestring));
-    else if (body)
-        http_reply_json(resp, code, NULL, body);
-    else
+    if (!http_reply_body_override(resp, code, reply))
         http_reply_json(resp, code ? code : 200, NULL, env);
     cJSON_Delete(env);
 
@@ -626,14 +612,14 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
             ok = cJSON_IsString(item) && mesh_broker_type(item->valuestring);
             break;
         case F_MFA:
-            ok = cJSON_IsNull(item) ||
-                 (cJSON_IsString(item) &&
-                  find_enum(mfa_types, COUNT(mfa_types), item->valuestring, 1));
+            ok =
+                cJSON_IsNull(item) || (cJSON_IsString(item) &&
+                                       str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
             break;
         case F_FLOW:
             ok = cJSON_IsNull(item) ||
                  (cJSON_IsString(item) &&
-                  find_enum(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+                  str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
             break;
         default:
             ok = cJSON_IsString(item) || cJSON_IsNull(item);
@@ -647,10 +633,10 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         if (f->type == F_BROKER)
             copy = cJSON_CreateString(mesh_broker_type(item->valuestring));
         else if (f->type == F_MFA && cJSON_IsString(item))
-            copy = cJSON_CreateString(find_enum(mfa_types, COUNT(mfa_types), item->valuestring, 1));
+            copy = cJSON_CreateString(str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
         else if (f->type == F_FLOW && cJSON_IsString(item))
             copy =
-                cJSON_CreateString(find_enum(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+                cJSON_CreateString(str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
         else if (f->sensitive && encrypted && cJSON_IsString(item)) {
             char *plain;
             size_t plen;
@@ -849,7 +835,7 @@ static void describe_step(const struct scenario_step_info *info, void *cls)
     struct describe_ctx *dc = cls;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(info->reply, "content");
     const char *status = json_str(content, "status");
-    if (!status || !find_enum(intermediate, COUNT(intermediate), status, 0))
+    if (!status || !str_find(intermediate, COUNT(intermediate), status, 0))
         return;
     const char *mfa_type = json_str(content, "mfaType");
     const char *flow = json_str(content, "authFlowStep");
@@ -1145,7 +1131,7 @@ static void check_enum_member(const cJSON *obj, const char *key, const char *con
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v)
         return;
-    if (!cJSON_IsString(v) || !find_enum(values, n, v->valuestring, 0)) {
+    if (!cJSON_IsString(v) || !str_find(values, n, v->valuestring, 0)) {
         struct buf list = {0};
         for (size_t i = 0; i < n; i++)
             buf_printf(&list, "%s%s", i ? ", " : "", values[i]);
@@ -1164,7 +1150,7 @@ static void mesh_validate_reply(const cJSON *reply, const char *file, const char
     char sub[600];
     cJSON_ArrayForEach(k, reply)
     {
-        if (!find_enum(keys, COUNT(keys), k->string, 0)) {
+        if (!str_find(keys, COUNT(keys), k->string, 0)) {
             snprintf(sub, sizeof sub, "%s.%s", path, k->string);
             problems_add(p, file, sub,
                          "unknown key in a mesh reply (outcome, content, status, message, "
@@ -1219,11 +1205,11 @@ int mesh_check_fixtures(const struct fixtures *f, struct problems *p)
         char path[128];
         const char *type = json_str(integ, "type");
         snprintf(path, sizeof path, "mesh.integrations[%d].type", i);
-        if (!type || !find_enum(broker_types, COUNT(broker_types), type, 0))
+        if (!type || !str_find(broker_types, COUNT(broker_types), type, 0))
             problems_add(p, "fixtures", path, "'%s' is not a BrokerType", type ? type : "");
         snprintf(path, sizeof path, "mesh.integrations[%d].schemeType", i);
         const char *scheme = json_str(integ, "schemeType");
-        if (!scheme || !find_enum(scheme_types, COUNT(scheme_types), scheme, 0))
+        if (!scheme || !str_find(scheme_types, COUNT(scheme_types), scheme, 0))
             problems_add(p, "fixtures", path,
                          "must be usernamePassword, oAuth, apiKey, blockchainAddress or trueAuth");
         i++;

@@ -920,13 +920,8 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
     } else if (!body) {
         reply_success(c->app, c->req, c->resp, NULL, 0, 200);
     }
-    if (cJSON_IsString(body))
-        http_reply_raw(c->resp, cJSON_IsNumber(http) ? http->valueint : 200,
-                       "application/json; charset=utf-8", body->valuestring,
-                       strlen(body->valuestring));
-    else if (body)
-        http_reply_json(c->resp, cJSON_IsNumber(http) ? http->valueint : 200, NULL, body);
-    else if (cJSON_IsNumber(http) && !cJSON_IsObject(err))
+    if (!http_reply_body_override(c->resp, cJSON_IsNumber(http) ? http->valueint : 200, reply) &&
+        cJSON_IsNumber(http) && !cJSON_IsObject(err))
         c->resp->status = http->valueint;
     if (out->limited && c->resp->status == 429) {
         char v[32];
@@ -1054,17 +1049,24 @@ static void h_sendsms(struct app *app, const struct http_request *req, struct ht
 
 /* ---- token presentation ----------------------------------------------- */
 
-/* The token the cookie scheme sees: the asc_auth_key cookie first (URL-decoded,
- * ' ' back to '+'), then the Authorization header without "Bearer ". */
+/* The token in an asc_auth_key cookie value: URL-decoded, and ' ' back to '+'
+ * as the server's CookieStorage does. */
+static void cookie_token(const char *cookie, char *out, size_t cap)
+{
+    url_decode(cookie, out, cap);
+    for (char *p = out; *p; p++)
+        if (*p == ' ')
+            *p = '+';
+}
+
+/* The token the cookie scheme sees: the asc_auth_key cookie first, then the
+ * Authorization header without "Bearer ". */
 static int presented_token(const struct http_request *req, char *out, size_t cap, int *from_cookie)
 {
     const char *cookie = http_cookie(req, "asc_auth_key");
     *from_cookie = 0;
     if (cookie && *cookie) {
-        url_decode(cookie, out, cap);
-        for (char *p = out; *p; p++)
-            if (*p == ' ')
-                *p = '+';
+        cookie_token(cookie, out, cap);
         *from_cookie = 1;
         return 1;
     }
@@ -1118,10 +1120,7 @@ static void h_logout(struct app *app, const struct http_request *req, struct htt
     const char *cookie = http_cookie(req, "asc_auth_key");
     if (cookie && *cookie) {
         char token[512];
-        url_decode(cookie, token, sizeof token);
-        for (char *p = token; *p; p++)
-            if (*p == ' ')
-                *p = '+';
+        cookie_token(cookie, token, sizeof token);
         store_lock(app->store);
         sqlite3_stmt *q = store_stmt(app->store, ST_OO_TOKEN_REVOKE);
         store_bind_text(q, 1, token);
@@ -1162,9 +1161,7 @@ static const cJSON *confirm_scheme(struct app *app, const struct http_request *r
                 url_decode(eq + 1, key, sizeof key);
         }
     }
-    int allowed = 0;
-    for (size_t i = 0; i < ntypes; i++)
-        allowed |= strcmp(type, types[i]) == 0;
+    int allowed = str_find(types, ntypes, type, 0) != NULL;
     if (type[0] && !key[0]) {
         char name[96];
         snprintf(name, sizeof name, "asc_confirm_key_%s", type);
@@ -1242,10 +1239,7 @@ static void h_confirm(struct app *app, const struct http_request *req, struct ht
     if (!body)
         return;
     const char *type = json_str(body, "type");
-    int known = 0;
-    for (size_t i = 0; type && i < COUNT(confirm_types); i++)
-        known |= strcmp(type, confirm_types[i]) == 0;
-    if (type && !known) {
+    if (type && !str_find(confirm_types, COUNT(confirm_types), type, 0)) {
         cJSON *errors = cJSON_CreateObject();
         add_error(errors, "$.type",
                   "The JSON value could not be converted to ASC.Web.Studio.Utility.ConfirmType. "
@@ -1365,10 +1359,7 @@ static void oo_validate_reply(const cJSON *reply, const char *file, const char *
     const cJSON *k;
     cJSON_ArrayForEach(k, reply)
     {
-        int known = 0;
-        for (size_t i = 0; i < COUNT(keys); i++)
-            known |= strcmp(keys[i], k->string) == 0;
-        if (!known) {
+        if (!str_find(keys, COUNT(keys), k->string, 0)) {
             snprintf(sub, sizeof sub, "%.500s.%.80s", path, k->string);
             problems_add(p, file, sub,
                          "unknown key in an onlyoffice reply (outcome, error, http, headers, body, "
@@ -1377,11 +1368,8 @@ static void oo_validate_reply(const cJSON *reply, const char *file, const char *
     }
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(reply, "outcome");
     if (o) {
-        int known = 0;
-        for (size_t i = 0; cJSON_IsString(o) && i < COUNT(outcomes); i++)
-            known |= strcmp(outcomes[i], o->valuestring) == 0;
         snprintf(sub, sizeof sub, "%.500s.outcome", path);
-        if (!known)
+        if (!cJSON_IsString(o) || !str_find(outcomes, COUNT(outcomes), o->valuestring, 0))
             problems_add(p, file, sub,
                          "must be authenticate, token, tfaAuth, tfaActivation, smsAuth or "
                          "phoneActivation");

@@ -46,6 +46,12 @@ static void add_watches(const char *dir)
     free(names);
 }
 
+static void log_refused(const char *line, void *cls)
+{
+    (void)cls;
+    log_error("scenario refused: %s", line);
+}
+
 static void reload(void)
 {
     struct app *app = w.app;
@@ -53,14 +59,7 @@ static void reload(void)
     struct scenario_set *set = scenario_set_new();
     scenario_load_dir(set, app->cfg.scenarios, app->apis, app->napis, &p);
     if (p.count) {
-        for (char *line = p.text.data, *nl; line && *line; line = nl + 1) {
-            nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            log_error("scenario refused: %s", line);
-            if (!nl)
-                break;
-        }
+        problems_each(&p, log_refused, NULL);
         log_error("scenarios in %s not reloaded (%d problem%s); the previous ones keep serving",
                   app->cfg.scenarios, p.count, p.count == 1 ? "" : "s");
         scenario_set_release(set);
