@@ -45,11 +45,15 @@ static void h_health(struct app *app, const struct http_request *req, struct htt
 {
     if (authorize(app, req, resp))
         return;
+    /* Degraded while state writes to the --db file fail: answers are then refused. */
+    const char *why = state_degraded(app->state);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddStringToObject(o, "status", why ? "degraded" : "ok");
+    if (why)
+        cJSON_AddStringToObject(o, "reason", why);
     cJSON_AddStringToObject(o, "version", AUTHMOCK_VERSION);
     cJSON_AddNumberToObject(o, "uptimeSeconds", floor(clock_monotonic() - app->started));
-    http_reply_json(resp, 200, NULL, o);
+    http_reply_json(resp, why ? 503 : 200, NULL, o);
     cJSON_Delete(o);
 }
 
@@ -60,10 +64,8 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
     char nsbuf[64];
     const char *ns = admin_namespace(req, nsbuf);
     clock_reset_ns(ns);
-    if (store_reset(app->store, ns)) {
-        http_reply_error(resp, 500, "reset failed: %s", store_errmsg(app->store));
-        return;
-    }
+    state_reset(app->state, ns);
+    journal_clear(app, ns);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "reset");
     json_add_str_or_null(o, "namespace", ns);
@@ -256,9 +258,36 @@ static void h_sessions(struct app *app, const struct http_request *req, struct h
     if (authorize(app, req, resp))
         return;
     char ns[64];
-    cJSON *list =
-        scenario_sessions(app->engine, admin_namespace(req, ns), http_query_arg(req, "api"));
+    /* Paged like the journal: ?limit= (1 to 1000, default 1000) and ?before=
+     * the cursor of the last session seen, also sent as X-Authmock-Next-Before. */
+    long limit = 1000, before = 0;
+    const char *v;
+    char *end;
+    if ((v = http_query_arg(req, "limit"))) {
+        errno = 0;
+        limit = strtol(v, &end, 10);
+        if (errno || end == v || *end || limit < 1 || limit > 1000) {
+            http_reply_error(resp, 400, "limit must be a whole number from 1 to 1000");
+            return;
+        }
+    }
+    if ((v = http_query_arg(req, "before"))) {
+        errno = 0;
+        before = strtol(v, &end, 10);
+        if (errno || end == v || *end || before < 1) {
+            http_reply_error(resp, 400, "before must be a session cursor (a whole number above 0)");
+            return;
+        }
+    }
+    uint64_t next = 0;
+    cJSON *list = scenario_sessions(app->engine, admin_namespace(req, ns),
+                                    http_query_arg(req, "api"), limit, (uint64_t)before, &next);
     http_reply_json(resp, 200, NULL, list);
+    if (next) {
+        char n[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)next);
+        http_add_header(resp, "X-Authmock-Next-Before", n);
+    }
     cJSON_Delete(list);
 }
 
@@ -299,15 +328,12 @@ static void h_session_force(struct app *app, const struct http_request *req,
         else if (rc)
             http_reply_error(resp, 500, "storage error");
         else {
-            cJSON *list = scenario_sessions(app->engine, nsv ? nsv : "", api);
-            cJSON *found = NULL, *it;
-            cJSON_ArrayForEach(it, list) if (!found && strcmp(json_str(it, "id"), id) == 0) found =
-                it;
+            cJSON *found = scenario_session(app->engine, nsv ? nsv : "", api, colon + 1);
             if (found)
                 http_reply_json(resp, 200, NULL, found);
             else
                 http_reply_error(resp, 500, "the session was not saved");
-            cJSON_Delete(list);
+            cJSON_Delete(found);
         }
     }
     cJSON_Delete(body);

@@ -9,11 +9,13 @@
 #include "config.h"
 #include "fixtures.h"
 #include "scenario.h"
+#include "state.h"
 #include "store.h"
 
 struct app {
     struct config cfg;
     struct store *store;
+    struct state *state; /* what traffic taught the server: sessions, tokens, codes */
     struct fixtures fixtures;
     struct scenario_engine *engine;
     const struct scenario_api *apis; /* the emulated APIs, for validating scenarios */

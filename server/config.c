@@ -38,6 +38,8 @@ enum opt_id {
     OPT_THREADS,
     OPT_CONN_TIMEOUT,
     OPT_MAX_CONN,
+    OPT_MAX_SESSIONS,
+    OPT_MAX_TOKENS,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -81,6 +83,12 @@ static const struct opt_desc opts[] = {
      "close idle or slow connections after S seconds (default 30)"},
     {"max-connections", 1, OPT_MAX_CONN, "AUTHMOCK_MAX_CONNECTIONS", "N",
      "concurrent connections accepted (default 1024)"},
+    {"max-sessions", 1, OPT_MAX_SESSIONS, "AUTHMOCK_MAX_SESSIONS", "N",
+     "identities (and SMS phones, confirm keys, user changes) kept; least recently used "
+     "go first (default 50000)"},
+    {"max-tokens", 1, OPT_MAX_TOKENS, "AUTHMOCK_MAX_TOKENS", "N",
+     "mesh connections and onlyoffice tokens kept; least recently used go first "
+     "(default 50000)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
     {"version", 0, OPT_VERSION, NULL, NULL, "show the version"},
 };
@@ -219,6 +227,12 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
             goto bad_number;
         cfg->max_connections = (int)n;
         return 0;
+    case OPT_MAX_SESSIONS:
+    case OPT_MAX_TOKENS:
+        if (parse_long(val, 1, 100000000, &n))
+            goto bad_number;
+        *(id == OPT_MAX_SESSIONS ? &cfg->max_sessions : &cfg->max_tokens) = n;
+        return 0;
     }
     return 0;
 bad_number:
@@ -238,6 +252,8 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     cfg->threads = 0;
     cfg->connection_timeout = 30;
     cfg->max_connections = 1024;
+    cfg->max_sessions = 50000;
+    cfg->max_tokens = 50000;
     *mode = CONFIG_SERVE;
     *first_arg = argc;
 

@@ -30,6 +30,8 @@ struct config {
     int threads;
     int connection_timeout;
     int max_connections;
+    long max_sessions;
+    long max_tokens;
 };
 
 enum config_mode { CONFIG_SERVE, CONFIG_HELP, CONFIG_VERSION, CONFIG_CHECK, CONFIG_HEALTH };

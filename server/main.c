@@ -211,7 +211,14 @@ int main(int argc, char **argv)
         scenario_set_release(set);
         goto out;
     }
-    app.engine = scenario_engine_new(app.store, set);
+    int is_file = strcmp(app.cfg.db, ":memory:") != 0 && app.cfg.db[0] != '\0';
+    struct state_limits limits = {app.cfg.max_sessions, app.cfg.max_tokens};
+    if (state_open(&app.state, &limits, is_file ? app.store : NULL, err, sizeof err)) {
+        fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, err);
+        scenario_set_release(set);
+        goto out;
+    }
+    app.engine = scenario_engine_new(app.store, app.state, set);
     app.apis = api_table;
     app.napis = NAPIS;
     if (fixtures_persist(&app.fixtures, app.store) || scenario_engine_persist(app.engine)) {
@@ -231,6 +238,7 @@ int main(int argc, char **argv)
 out:
     problems_free(&p);
     scenario_engine_free(app.engine);
+    state_close(app.state);
     store_close(app.store);
     fixtures_free(&app.fixtures);
     return rc;

@@ -5,7 +5,7 @@
  * (ProblemDetails) -> Base64 decoding of sensitive fields -> facts + identity
  * (userId + type, within the namespace) -> scenario engine -> rendering of
  * the chosen reply. The managed endpoints (link token, token refresh, account
- * removal, status, integrations) read the fixtures and the token store
+ * removal, status, integrations) read the fixtures and the token records
  * directly; the schemes endpoint is generated from the integration fixtures
  * and the very scenarios that drive /authenticate.
  */
@@ -436,52 +436,89 @@ static cJSON *account_json(const char *ns, const char *user_id, const char *type
     return acc;
 }
 
-/* Issues and stores an access/refresh token pair for one account; returns the
- * BrokerAccountTokens object. Call with the store lock held. */
+/* The key of a token in one namespace's index. */
+static int token_key(const char *ns, const char *token, char *out, size_t cap)
+{
+    return state_key(out, cap, ns, &token, 1) < 0 ? -1 : 0;
+}
+
+/* Issues and keeps an access/refresh token pair for one account; returns the
+ * BrokerAccountTokens object. A connection keeps its newest MESH_CONN_TOKENS
+ * pairs: older ones stop working. */
 static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id, const char *type,
                            cJSON *account, double now)
 {
     const char *account_id = json_str(account, "accountId");
-    sqlite3_stmt *q = store_stmt(app->store, ST_MESH_TOKEN_SEEN);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, user_id);
-    store_bind_text(q, 3, type);
-    store_bind_text(q, 4, account_id);
-    int seen = sqlite3_step(q) == SQLITE_ROW;
-    sqlite3_reset(q);
-    cJSON_DeleteItemFromObjectCaseSensitive(account, "isReconnected");
-    cJSON_AddBoolToObject(account, "isReconnected", seen);
-
+    const char *parts[] = {user_id, type, account_id ? account_id : ""};
+    char ck[1024], ik[512], dropped[2][40] = {"", ""};
+    int have_key = state_key(ck, sizeof ck, ns, parts, 3) >= 0;
     char *access = rng_token(24), *refresh = rng_token(24);
-    char *json = cJSON_PrintUnformatted(account);
-    q = store_stmt(app->store, ST_MESH_TOKEN_ADD);
-    store_bind_text(q, 1, access);
-    store_bind_text(q, 2, refresh);
-    store_bind_text(q, 3, ns);
-    store_bind_text(q, 4, user_id);
-    store_bind_text(q, 5, type);
-    store_bind_text(q, 6, account_id);
-    store_bind_text(q, 7, json);
-    sqlite3_bind_double(q, 8, now);
-    sqlite3_bind_double(q, 9, now + ACCESS_TTL);
-    sqlite3_bind_double(q, 10, now + REFRESH_TTL);
-    store_exec(app->store, q);
-    free(json);
-    q = store_stmt(app->store, ST_MESH_TOKEN_PRUNE);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, user_id);
-    store_bind_text(q, 3, type);
-    store_bind_text(q, 4, account_id);
-    store_exec(app->store, q);
+    struct state_lock held = {0};
+    struct state_mesh_conn *c = have_key ? state_get(app->state, SK_MESH_CONN, ck, 1, &held) : NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(account, "isReconnected");
+    cJSON_AddBoolToObject(account, "isReconnected", c && c->npairs > 0);
+    if (c && access && refresh) {
+        snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
+        snprintf(c->type, sizeof c->type, "%s", type);
+        snprintf(c->account_id, sizeof c->account_id, "%s", account_id ? account_id : "");
+        char *json = cJSON_PrintUnformatted(account);
+        if (json) {
+            free(c->account);
+            c->account = json;
+        }
+        if (c->npairs == MESH_CONN_TOKENS) {
+            snprintf(dropped[0], sizeof dropped[0], "%s", c->pairs[0].access);
+            snprintf(dropped[1], sizeof dropped[1], "%s", c->pairs[0].refresh);
+            memmove(&c->pairs[0], &c->pairs[1], (MESH_CONN_TOKENS - 1) * sizeof c->pairs[0]);
+            c->npairs--;
+        }
+        struct mesh_pair *p = &c->pairs[c->npairs++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->access, sizeof p->access, "%s", access);
+        snprintf(p->refresh, sizeof p->refresh, "%s", refresh);
+        p->issued = now;
+        p->expires = now + ACCESS_TTL;
+        p->refresh_expires = now + REFRESH_TTL;
+        state_touch(app->state, c);
+    }
+    state_unlock(&held);
+    if (c && access && refresh) {
+        if (token_key(ns, access, ik, sizeof ik) == 0)
+            state_link_put(app->state, SK_MESH_ACCESS, ik, ck);
+        if (token_key(ns, refresh, ik, sizeof ik) == 0)
+            state_link_put(app->state, SK_MESH_REFRESH, ik, ck);
+        if (dropped[0][0] && token_key(ns, dropped[0], ik, sizeof ik) == 0)
+            state_link_drop(app->state, SK_MESH_ACCESS, ik);
+        if (dropped[1][0] && token_key(ns, dropped[1], ik, sizeof ik) == 0)
+            state_link_drop(app->state, SK_MESH_REFRESH, ik);
+    }
 
     cJSON *t = cJSON_CreateObject();
     cJSON_AddItemToObject(t, "account", account);
-    cJSON_AddStringToObject(t, "accessToken", access);
-    cJSON_AddStringToObject(t, "refreshToken", refresh);
+    cJSON_AddStringToObject(t, "accessToken", access ? access : "");
+    cJSON_AddStringToObject(t, "refreshToken", refresh ? refresh : "");
     cJSON_AddNullToObject(t, "tokenId");
     free(access);
     free(refresh);
     return t;
+}
+
+/* The connection a token of `index` belongs to, locked in *held, and the
+ * token's pair in it; NULL when the token is unknown. */
+static struct state_mesh_conn *conn_of_token(struct app *app, enum state_kind index, const char *ns,
+                                             const char *token, struct state_lock *held,
+                                             struct mesh_pair **pair)
+{
+    char ik[512], ck[1024];
+    held->shard = NULL;
+    *pair = NULL;
+    if (token_key(ns, token, ik, sizeof ik) || state_link_get(app->state, index, ik, ck, sizeof ck))
+        return NULL;
+    struct state_mesh_conn *c = state_get(app->state, SK_MESH_CONN, ck, 0, held);
+    for (int i = 0; c && i < c->npairs; i++)
+        if (strcmp(index == SK_MESH_ACCESS ? c->pairs[i].access : c->pairs[i].refresh, token) == 0)
+            *pair = &c->pairs[i];
+    return *pair ? c : NULL;
 }
 
 /* The full `succeeded` content: one token pair per fixture account of the user. */
@@ -497,16 +534,12 @@ static cJSON *success_content(struct app *app, const char *ns, const char *user_
     cJSON_AddNumberToObject(content, "refreshTokenExpiresInSeconds", REFRESH_TTL);
     cJSON *tokens = cJSON_AddArrayToObject(content, "accountTokens");
     double now = clock_now_ns(ns);
-    store_lock(app->store);
-    store_exec(app->store, store_stmt(app->store, ST_BEGIN));
     int n = cJSON_GetArraySize(accounts);
     for (int i = 0; i < (n > 0 ? n : 1); i++) {
         cJSON *acc =
             account_json(ns, user_id, type, n > 0 ? cJSON_GetArrayItem(accounts, i) : NULL, i);
         cJSON_AddItemToArray(tokens, issue_tokens(app, ns, user_id, type, acc, now));
     }
-    store_exec(app->store, store_stmt(app->store, ST_COMMIT));
-    store_unlock(app->store);
     cJSON_AddBoolToObject(content, "requiresReauthentication", 0);
     return content;
 }
@@ -753,8 +786,9 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                       "serverFailure");
         break;
     default:
-        send_envelope(resp, envelope(NULL, 1, "serverFailure", "authmock: storage error", NULL, ""),
-                      "serverFailure");
+        snprintf(msg, sizeof msg, "authmock: cannot store state: %s",
+                 state_degraded(app->state) ? state_degraded(app->state) : "out of memory");
+        send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -964,24 +998,22 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
         return;
     }
     double now = clock_now_ns(resp->ns);
-    store_lock(app->store);
-    store_exec(app->store, store_stmt(app->store, ST_BEGIN));
-    sqlite3_stmt *q = store_stmt(app->store, ST_MESH_TOKEN_BY_REFRESH);
-    store_bind_text(q, 1, refresh);
-    store_bind_text(q, 2, resp->ns);
-    store_bind_text(q, 3, type);
-    cJSON *content = NULL;
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 5) == 0 &&
-        sqlite3_column_double(q, 4) > now) {
-        char old_access[128], user_id[128];
-        snprintf(old_access, sizeof old_access, "%s", (const char *)sqlite3_column_text(q, 0));
-        snprintf(user_id, sizeof user_id, "%s", (const char *)sqlite3_column_text(q, 1));
-        cJSON *account = cJSON_Parse((const char *)sqlite3_column_text(q, 3));
-        sqlite3_reset(q);
-        /* Rotation: the old pair stops working, a new pair replaces it. */
-        q = store_stmt(app->store, ST_MESH_TOKEN_REVOKE);
-        store_bind_text(q, 1, old_access);
-        store_exec(app->store, q);
+    struct state_lock held;
+    struct mesh_pair *pair;
+    struct state_mesh_conn *c =
+        conn_of_token(app, SK_MESH_REFRESH, resp->ns, refresh, &held, &pair);
+    cJSON *content = NULL, *account = NULL;
+    char user_id[65] = "";
+    if (c && strcmp(c->type, type) == 0 && !pair->revoked && pair->refresh_expires > now) {
+        /* Rotation: the old pair stops working, a new pair replaces it. The
+         * check and the revocation happen under one lock: one refresh wins. */
+        pair->revoked = 1;
+        state_touch(app->state, c);
+        snprintf(user_id, sizeof user_id, "%s", c->user_id);
+        account = cJSON_Parse(c->account ? c->account : "{}");
+    }
+    state_unlock(&held);
+    if (account) {
         content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "succeeded");
         cJSON_AddNumberToObject(content, "expiresInSeconds", ACCESS_TTL);
@@ -990,11 +1022,7 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
         cJSON *t = issue_tokens(app, resp->ns, user_id, type, account, now);
         cJSON_DeleteItemFromObjectCaseSensitive(t, "tokenId");
         cJSON_AddItemToArray(list, t);
-    } else {
-        sqlite3_reset(q);
     }
-    store_exec(app->store, store_stmt(app->store, ST_COMMIT));
-    store_unlock(app->store);
     if (content)
         send_envelope(resp, envelope(content, 1, "ok", "", NULL, ""), "ok");
     else
@@ -1023,27 +1051,17 @@ static void h_delete_account(struct app *app, const struct http_request *req,
         return;
     }
     int found = 0;
-    store_lock(app->store);
-    sqlite3_stmt *q = store_stmt(app->store, ST_MESH_TOKEN_BY_ACCESS);
-    store_bind_text(q, 1, token);
-    store_bind_text(q, 2, resp->ns);
-    store_bind_text(q, 3, type);
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 2) == 0) {
-        char user_id[128], account_id[256];
-        snprintf(user_id, sizeof user_id, "%s", (const char *)sqlite3_column_text(q, 0));
-        snprintf(account_id, sizeof account_id, "%s", (const char *)sqlite3_column_text(q, 1));
-        sqlite3_reset(q);
+    struct state_lock held;
+    struct mesh_pair *pair;
+    struct state_mesh_conn *c = conn_of_token(app, SK_MESH_ACCESS, resp->ns, token, &held, &pair);
+    if (c && strcmp(c->type, type) == 0 && !pair->revoked) {
         /* Removing the connection revokes every token issued for it. */
-        q = store_stmt(app->store, ST_MESH_TOKEN_REVOKE_CONN);
-        store_bind_text(q, 1, resp->ns);
-        store_bind_text(q, 2, user_id);
-        store_bind_text(q, 3, type);
-        store_bind_text(q, 4, account_id);
-        found = store_exec(app->store, q) == 0;
-    } else {
-        sqlite3_reset(q);
+        for (int i = 0; i < c->npairs; i++)
+            c->pairs[i].revoked = 1;
+        state_touch(app->state, c);
+        found = 1;
     }
-    store_unlock(app->store);
+    state_unlock(&held);
     if (found)
         send_envelope(resp, envelope(NULL, 0, "ok", "", NULL, ""), "ok");
     else

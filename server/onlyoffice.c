@@ -8,7 +8,7 @@
  * reply's outcome "authenticate" then follows AuthenticateMe (§6), the code
  * login (§8) or SendSmsCode, from the fixture user and its per-namespace
  * overlay (app connected, phone, phone activated, used backup codes).
- * Tokens, SMS codes and confirm keys live in the store; all times are on the
+ * Tokens, SMS codes and confirm keys are state records; all times are on the
  * mock clock.
  */
 #include "onlyoffice.h"
@@ -72,7 +72,36 @@ static const cJSON *user_by(const struct app *app, const char *key, const char *
     return value ? fixtures_find(app->fixtures.onlyoffice_users, key, value, 1) : NULL;
 }
 
-/* Fills `u` from the fixture and the namespace's overlay. Store lock held. */
+static int user_key(const char *ns, const char *id, char *out, size_t cap)
+{
+    return state_key(out, cap, ns, &id, 1) < 0 ? -1 : 0;
+}
+
+/* Serialises the changes of one user (its overlay, codes and attempts) in a
+ * namespace; other users go on in parallel. Striped by a hash of the user. */
+static pthread_mutex_t user_locks[64];
+static pthread_once_t user_locks_once = PTHREAD_ONCE_INIT;
+
+static void user_locks_init(void)
+{
+    for (size_t i = 0; i < COUNT(user_locks); i++)
+        pthread_mutex_init(&user_locks[i], NULL);
+}
+
+static pthread_mutex_t *user_lock(const char *ns, const char *id)
+{
+    pthread_once(&user_locks_once, user_locks_init);
+    size_t h = 5381;
+    for (const char *p = ns; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    for (const char *p = id ? id : ""; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    pthread_mutex_t *m = &user_locks[h % COUNT(user_locks)];
+    pthread_mutex_lock(m);
+    return m;
+}
+
+/* Fills `u` from the fixture and the namespace's overlay. */
 static void user_load(struct app *app, const char *ns, const cJSON *fx, struct oo_user *u)
 {
     memset(u, 0, sizeof *u);
@@ -87,29 +116,35 @@ static void user_load(struct app *app, const char *ns, const cJSON *fx, struct o
     digits_only(json_str(fx, "phone"), u->phone, sizeof u->phone);
     u->phone_activated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(fx, "phoneActivated"));
     snprintf(u->used_codes, sizeof u->used_codes, ",");
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_USER_GET);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, u->id);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        u->app_connected = sqlite3_column_int(q, 0);
-        const char *phone = (const char *)sqlite3_column_text(q, 1);
-        snprintf(u->phone, sizeof u->phone, "%s", phone ? phone : "");
-        u->phone_activated = sqlite3_column_int(q, 2);
-        snprintf(u->used_codes, sizeof u->used_codes, "%s", sqlite3_column_text(q, 3));
+    char key[256];
+    struct state_lock held = {0};
+    struct state_oo_user *o = user_key(ns, u->id, key, sizeof key)
+                                  ? NULL
+                                  : state_get(app->state, SK_OO_USER, key, 0, &held);
+    if (o) {
+        u->app_connected = o->app_connected;
+        snprintf(u->phone, sizeof u->phone, "%s", o->phone);
+        u->phone_activated = o->phone_activated;
+        snprintf(u->used_codes, sizeof u->used_codes, "%s", o->used_codes);
     }
-    sqlite3_reset(q);
+    state_unlock(&held);
 }
 
 static void user_save(struct app *app, const char *ns, const struct oo_user *u)
 {
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_USER_PUT);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, u->id);
-    sqlite3_bind_int(q, 3, u->app_connected);
-    store_bind_text(q, 4, u->phone[0] ? u->phone : NULL);
-    sqlite3_bind_int(q, 5, u->phone_activated);
-    store_bind_text(q, 6, u->used_codes);
-    store_exec(app->store, q);
+    char key[256];
+    struct state_lock held = {0};
+    struct state_oo_user *o = user_key(ns, u->id, key, sizeof key)
+                                  ? NULL
+                                  : state_get(app->state, SK_OO_USER, key, 1, &held);
+    if (o) {
+        o->app_connected = u->app_connected;
+        snprintf(o->phone, sizeof o->phone, "%s", u->phone);
+        o->phone_activated = u->phone_activated;
+        snprintf(o->used_codes, sizeof o->used_codes, "%s", u->used_codes);
+        state_touch(app->state, o);
+    }
+    state_unlock(&held);
 }
 
 /* PBKDF2 is slow by design (100,000 rounds), so each user's hash is computed
@@ -493,7 +528,7 @@ fail:
     return NULL;
 }
 
-/* ---- tokens, confirm keys, SMS codes (store lock held) ---------------- */
+/* ---- tokens, confirm keys, SMS codes (records of the state module) --- */
 
 /* A token: opaque standard Base64 of 128 random bytes (172 characters). */
 static char *issue_token(struct app *app, const char *ns, const struct oo_user *u, int session,
@@ -502,18 +537,19 @@ static char *issue_token(struct app *app, const char *ns, const struct oo_user *
     unsigned char raw[128];
     rng_bytes(raw, sizeof raw);
     char *token = b64_encode(raw, sizeof raw);
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_TOKEN_ADD);
-    store_bind_text(q, 1, token);
-    store_bind_text(q, 2, ns);
-    store_bind_text(q, 3, u->id);
-    sqlite3_bind_double(q, 4, now);
-    sqlite3_bind_double(q, 5, now + TOKEN_TTL);
-    sqlite3_bind_int(q, 6, session);
-    store_exec(app->store, q);
-    q = store_stmt(app->store, ST_OO_TOKEN_PRUNE);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, u->id);
-    store_exec(app->store, q);
+    char key[512];
+    struct state_lock held = {0};
+    struct state_oo_token *t = token && user_key(ns, token, key, sizeof key) == 0
+                                   ? state_get(app->state, SK_OO_TOKEN, key, 1, &held)
+                                   : NULL;
+    if (t) {
+        snprintf(t->user_id, sizeof t->user_id, "%s", u->id);
+        t->expires = now + TOKEN_TTL;
+        t->session = session;
+        t->revoked = 0;
+        state_touch(app->state, t);
+    }
+    state_unlock(&held);
     return token;
 }
 
@@ -529,31 +565,35 @@ static void issue_confirm_key(struct app *app, const char *ns, const struct oo_u
         h[i] = alphabet[raw[i] % 36];
     h[40] = '\0';
     snprintf(out, 80, "%.0f.%s", floor((now - 1262304000.0) * 1000.0), h);
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_CONFIRM_ADD);
-    store_bind_text(q, 1, out);
-    store_bind_text(q, 2, ns);
-    store_bind_text(q, 3, u->id);
-    store_bind_text(q, 4, type);
-    sqlite3_bind_double(q, 5, now + CONFIRM_TTL);
-    store_exec(app->store, q);
+    char key[256];
+    struct state_lock held = {0};
+    struct state_oo_confirm *c = user_key(ns, out, key, sizeof key) == 0
+                                     ? state_get(app->state, SK_OO_CONFIRM, key, 1, &held)
+                                     : NULL;
+    if (c) {
+        snprintf(c->user_id, sizeof c->user_id, "%s", u->id);
+        snprintf(c->type, sizeof c->type, "%s", type);
+        c->expires = now + CONFIRM_TTL;
+        state_touch(app->state, c);
+    }
+    state_unlock(&held);
 }
 
 /* Looks up a confirm key: 0 valid (user id copied), 1 invalid, 2 expired. */
 static int check_confirm_key(struct app *app, const char *ns, const char *key, const char *type,
                              double now, char user_id[64])
 {
-    if (!key || !*key)
+    char k[512];
+    if (!key || !*key || user_key(ns, key, k, sizeof k))
         return 1;
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_CONFIRM_GET);
-    store_bind_text(q, 1, key);
-    store_bind_text(q, 2, ns);
+    struct state_lock held;
+    struct state_oo_confirm *c = state_get(app->state, SK_OO_CONFIRM, k, 0, &held);
     int result = 1;
-    if (sqlite3_step(q) == SQLITE_ROW &&
-        (!type || strcmp((const char *)sqlite3_column_text(q, 1), type) == 0)) {
-        snprintf(user_id, 64, "%s", sqlite3_column_text(q, 0));
-        result = sqlite3_column_double(q, 2) > now ? 0 : 2;
+    if (c && (!type || strcmp(c->type, type) == 0)) {
+        snprintf(user_id, 64, "%.63s", c->user_id);
+        result = c->expires > now ? 0 : 2;
     }
-    sqlite3_reset(q);
+    state_unlock(&held);
     return result;
 }
 
@@ -562,34 +602,43 @@ static int check_confirm_key(struct app *app, const char *ns, const char *key, c
 static double put_auth_code(struct app *app, const char *ns, const char *phone, int again,
                             double now)
 {
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_SMS_LIVE);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, phone);
-    sqlite3_bind_double(q, 3, now);
+    char key[256];
+    if (user_key(ns, phone, key, sizeof key))
+        return -1;
+    struct state_lock held;
+    struct state_oo_sms *box = state_get(app->state, SK_OO_SMS, key, 1, &held);
+    if (!box) {
+        state_unlock(&held);
+        return -1;
+    }
     long live = 0;
     double expires = 0;
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        live = sqlite3_column_int64(q, 0);
-        expires = sqlite3_column_double(q, 1);
-    }
-    sqlite3_reset(q);
-    if (!again && live > 0)
+    for (int i = 0; i < box->nmsgs; i++)
+        if (!box->msgs[i].used && box->msgs[i].expires > now) {
+            live++;
+            if (box->msgs[i].expires > expires)
+                expires = box->msgs[i].expires;
+        }
+    if (!again && live > 0) {
+        state_unlock(&held);
         return expires;
-    if (live > SMS_MAX_LIVE)
+    }
+    if (live > SMS_MAX_LIVE) {
+        state_unlock(&held);
         return -1;
-    char code[8];
-    rng_digits(code, 6);
-    q = store_stmt(app->store, ST_OO_SMS_ADD);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, phone);
-    store_bind_text(q, 3, code);
-    sqlite3_bind_double(q, 4, now);
-    sqlite3_bind_double(q, 5, now + SMS_TTL);
-    store_exec(app->store, q);
-    q = store_stmt(app->store, ST_OO_SMS_PRUNE);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, phone);
-    store_exec(app->store, q);
+    }
+    snprintf(box->phone, sizeof box->phone, "%s", phone);
+    if (box->nmsgs == OO_SMS_KEEP) {
+        memmove(&box->msgs[0], &box->msgs[1], (OO_SMS_KEEP - 1) * sizeof box->msgs[0]);
+        box->nmsgs--;
+    }
+    struct oo_sms_msg *m = &box->msgs[box->nmsgs++];
+    memset(m, 0, sizeof *m);
+    rng_digits(m->code, 6);
+    m->sent = now;
+    m->expires = now + SMS_TTL;
+    state_touch(app->state, box);
+    state_unlock(&held);
     return now + SMS_TTL;
 }
 
@@ -598,39 +647,34 @@ static double put_auth_code(struct app *app, const char *ns, const char *phone, 
 static int attempts_exceeded(struct app *app, const char *ns, const char *kind, const char *who,
                              double window, long max, double now)
 {
-    sqlite3_stmt *q = store_stmt(app->store, ST_EVENT_PRUNE);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, kind);
-    store_bind_text(q, 3, who);
-    store_bind_text(q, 4, "attempts");
-    sqlite3_bind_double(q, 5, now - window);
-    store_exec(app->store, q);
-    q = store_stmt(app->store, ST_EVENT_ADD);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, kind);
-    store_bind_text(q, 3, who);
-    store_bind_text(q, 4, "attempts");
-    sqlite3_bind_double(q, 5, now);
-    store_exec(app->store, q);
-    q = store_stmt(app->store, ST_EVENT_COUNT);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, kind);
-    store_bind_text(q, 3, who);
-    store_bind_text(q, 4, "attempts");
-    sqlite3_bind_double(q, 5, now - window);
-    long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
+    char key[512];
+    const char *parts[] = {kind, who};
+    if (state_key(key, sizeof key, ns, parts, 2) < 0)
+        return 1;
+    struct state_lock held;
+    struct state_session *ss = state_get(app->state, SK_SESSION, key, 1, &held);
+    struct state_counter *c = ss ? state_counter(ss, "attempts", 1) : NULL;
+    state_counter_add(c, now, window);
+    long n = state_counter_count(c, now, window);
+    if (ss)
+        state_touch(app->state, ss);
+    state_unlock(&held);
     return n > max;
 }
 
 static void attempts_clear(struct app *app, const char *ns, const char *kind, const char *who)
 {
-    sqlite3_stmt *q = store_stmt(app->store, ST_EVENTS_CLEAR_COUNTER);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, kind);
-    store_bind_text(q, 3, who);
-    store_bind_text(q, 4, "attempts");
-    store_exec(app->store, q);
+    char key[512];
+    const char *parts[] = {kind, who};
+    if (state_key(key, sizeof key, ns, parts, 2) < 0)
+        return;
+    struct state_lock held;
+    struct state_session *ss = state_get(app->state, SK_SESSION, key, 0, &held);
+    if (ss) {
+        state_counter_clear(state_counter(ss, "attempts", 0));
+        state_touch(app->state, ss);
+    }
+    state_unlock(&held);
 }
 
 /* §8.2: validates an SMS code for the user's phone; a success consumes every
@@ -642,18 +686,24 @@ static int validate_sms(struct app *app, const char *ns, struct oo_user *u, cons
         return 0;
     if (attempts_exceeded(app, ns, "onlyoffice.sms", u->phone, SMS_TTL, SMS_MAX_CHECKS, now))
         return 0;
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_SMS_FIND);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, u->phone);
-    store_bind_text(q, 3, code);
-    double expires = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_double(q, 0) : 0;
-    sqlite3_reset(q);
+    char key[256];
+    if (user_key(ns, u->phone, key, sizeof key))
+        return 0;
+    struct state_lock held;
+    struct state_oo_sms *box = state_get(app->state, SK_OO_SMS, key, 0, &held);
+    double expires = 0;
+    for (int i = 0; box && i < box->nmsgs; i++)
+        if (!box->msgs[i].used && strcmp(box->msgs[i].code, code) == 0 &&
+            box->msgs[i].expires > expires)
+            expires = box->msgs[i].expires;
+    if (box && expires > now) {
+        for (int i = 0; i < box->nmsgs; i++)
+            box->msgs[i].used = 1;
+        state_touch(app->state, box);
+    }
+    state_unlock(&held);
     if (expires <= now)
         return 0; /* unknown (Invalide) or expired (Timeout) */
-    q = store_stmt(app->store, ST_OO_SMS_CONSUME);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, u->phone);
-    store_exec(app->store, q);
     attempts_clear(app, ns, "onlyoffice.sms", u->phone);
     u->phone_activated = 1;
     user_save(app, ns, u);
@@ -1004,13 +1054,11 @@ static void credential_call(struct app *app, const struct http_request *req,
     char msg[300];
     if (rc == SCENARIO_OK) {
         struct oo_user u;
-        store_lock(app->store);
-        store_exec(app->store, store_stmt(app->store, ST_BEGIN));
+        pthread_mutex_t *m = user_lock(resp->ns, fx ? json_str(fx, "id") : lower);
         if (fx)
             user_load(app, resp->ns, fx, &u);
         render_reply(&c, &out, &u, fx != NULL);
-        store_exec(app->store, store_stmt(app->store, ST_COMMIT));
-        store_unlock(app->store);
+        pthread_mutex_unlock(m);
     } else if (rc == SCENARIO_UNKNOWN_FORCED) {
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no onlyoffice scenario named '%s'",
                  sreq.forced);
@@ -1023,7 +1071,9 @@ static void credential_call(struct app *app, const struct http_request *req,
                  resp->scenario, out.state_from);
         reply_error(resp, 500, msg, NULL, NULL, 0);
     } else {
-        reply_error(resp, 500, "authmock: storage error", NULL, NULL, 0);
+        snprintf(msg, sizeof msg, "authmock: cannot store state: %s",
+                 state_degraded(app->state) ? state_degraded(app->state) : "out of memory");
+        reply_error(resp, 500, msg, NULL, NULL, 0);
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1082,18 +1132,15 @@ static int presented_token(const struct http_request *req, char *out, size_t cap
 /* Whether `token` is a live token of the namespace; its user id into user_id. */
 static int token_valid(struct app *app, const char *ns, const char *token, char user_id[64])
 {
-    int ok = 0;
-    store_lock(app->store);
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_TOKEN_GET);
-    store_bind_text(q, 1, token);
-    store_bind_text(q, 2, ns);
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 2) == 0 &&
-        sqlite3_column_double(q, 1) > clock_now_ns(ns)) {
-        snprintf(user_id, 64, "%s", sqlite3_column_text(q, 0));
-        ok = 1;
-    }
-    sqlite3_reset(q);
-    store_unlock(app->store);
+    char key[600];
+    if (user_key(ns, token, key, sizeof key))
+        return 0;
+    struct state_lock held;
+    struct state_oo_token *t = state_get(app->state, SK_OO_TOKEN, key, 0, &held);
+    int ok = t && !t->revoked && t->expires > clock_now_ns(ns);
+    if (ok)
+        snprintf(user_id, 64, "%.63s", t->user_id);
+    state_unlock(&held);
     return ok;
 }
 
@@ -1121,12 +1168,16 @@ static void h_logout(struct app *app, const struct http_request *req, struct htt
     if (cookie && *cookie) {
         char token[512];
         cookie_token(cookie, token, sizeof token);
-        store_lock(app->store);
-        sqlite3_stmt *q = store_stmt(app->store, ST_OO_TOKEN_REVOKE);
-        store_bind_text(q, 1, token);
-        store_bind_text(q, 2, resp->ns);
-        store_exec(app->store, q);
-        store_unlock(app->store);
+        char key[600];
+        struct state_lock held = {0};
+        struct state_oo_token *t = user_key(resp->ns, token, key, sizeof key) == 0
+                                       ? state_get(app->state, SK_OO_TOKEN, key, 0, &held)
+                                       : NULL;
+        if (t) {
+            t->revoked = 1;
+            state_touch(app->state, t);
+        }
+        state_unlock(&held);
         delete_cookie(resp, "asc_auth_key");
     }
     if (http_cookie(req, "socketio.sid"))
@@ -1170,9 +1221,7 @@ static const cJSON *confirm_scheme(struct app *app, const struct http_request *r
             url_decode(ck, key, sizeof key);
     }
     char user_id[64];
-    store_lock(app->store);
     int valid = check_confirm_key(app, resp->ns, key, type, now, user_id) == 0;
-    store_unlock(app->store);
     const cJSON *fx = valid ? user_by(app, "id", user_id) : NULL;
     if (!fx) {
         reply_empty(resp, 401); /* no valid key: the scheme's challenge */
@@ -1201,8 +1250,7 @@ static void h_setphone(struct app *app, const struct http_request *req, struct h
     digits_only(json_str(body, "mobilePhone"), digits, sizeof digits);
     struct oo_user u;
     struct call c = {app, req, resp, resp->ns, EP_LOGIN, body, now, 0};
-    store_lock(app->store);
-    store_exec(app->store, store_stmt(app->store, ST_BEGIN));
+    pthread_mutex_t *m = user_lock(resp->ns, json_str(fx, "id"));
     user_load(app, resp->ns, fx, &u);
     if (!digits[0]) {
         reply_error(resp, 500, "Enter mobile phone number", "System.Exception", STACK,
@@ -1219,8 +1267,7 @@ static void h_setphone(struct app *app, const struct http_request *req, struct h
         else
             answer(&c, token_dto(NULL, UNSET_TIME, 0, NULL, 0, NULL, NULL));
     }
-    store_exec(app->store, store_stmt(app->store, ST_COMMIT));
-    store_unlock(app->store);
+    pthread_mutex_unlock(m);
     cJSON_Delete(body);
 }
 
@@ -1259,10 +1306,8 @@ static void h_confirm(struct app *app, const struct http_request *req, struct ht
         if (ck)
             url_decode(ck, key, sizeof key);
     }
-    store_lock(app->store);
     int result =
         type ? check_confirm_key(app, resp->ns, key, type, clock_now_ns(resp->ns), user_id) : 1;
-    store_unlock(app->store);
     cJSON *dto = cJSON_CreateObject();
     cJSON_AddNumberToObject(dto, "result", result);
     const cJSON *fx = result == 0 ? user_by(app, "id", user_id) : NULL;
@@ -1290,8 +1335,7 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     struct call c = {app, req, resp, resp->ns, EP_CODE, body, now, 0};
     c.session = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "session"));
     struct oo_user u;
-    store_lock(app->store);
-    store_exec(app->store, store_stmt(app->store, ST_BEGIN));
+    pthread_mutex_t *m = user_lock(resp->ns, json_str(fx, "id"));
     user_load(app, resp->ns, fx, &u);
     if (strcmp(u.status, "active") != 0) {
         reply_named(app, resp, "userDisabled");
@@ -1302,34 +1346,78 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     } else {
         reply_error(resp, 400, "Incorrect code", "System.ArgumentException", "", -2147024809.0);
     }
-    store_exec(app->store, store_stmt(app->store, ST_COMMIT));
-    store_unlock(app->store);
+    pthread_mutex_unlock(m);
     cJSON_Delete(body);
 }
 
 /* ---- admin: the SMS outbox -------------------------------------------- */
 
+struct outbox_item {
+    char ns[64];
+    char phone[72];
+    struct oo_sms_msg msg;
+    size_t order; /* within its phone: later sent later */
+};
+
+struct outbox {
+    const char *ns;
+    struct outbox_item *items;
+    size_t n, cap;
+};
+
+static void collect_sms(void *rec, void *cls)
+{
+    struct outbox *ob = cls;
+    struct state_oo_sms *box = rec;
+    char ns[64];
+    snprintf(ns, sizeof ns, "%.*s", (int)box->rec.nslen, box->rec.key);
+    if (ob->ns && strcmp(ob->ns, ns) != 0)
+        return;
+    for (int i = 0; i < box->nmsgs; i++) {
+        if (ob->n == ob->cap) {
+            size_t cap = ob->cap ? ob->cap * 2 : 64;
+            struct outbox_item *items = realloc(ob->items, cap * sizeof *items);
+            if (!items)
+                return;
+            ob->items = items;
+            ob->cap = cap;
+        }
+        struct outbox_item *it = &ob->items[ob->n++];
+        snprintf(it->ns, sizeof it->ns, "%s", ns);
+        snprintf(it->phone, sizeof it->phone, "%s", box->phone);
+        it->msg = box->msgs[i];
+        it->order = (size_t)i;
+    }
+}
+
+static int by_sent_desc(const void *a, const void *b)
+{
+    const struct outbox_item *x = a, *y = b;
+    if (x->msg.sent != y->msg.sent)
+        return x->msg.sent < y->msg.sent ? 1 : -1;
+    return x->order < y->order ? 1 : x->order > y->order ? -1 : 0;
+}
+
 void onlyoffice_sms_outbox(struct app *app, const char *ns, struct http_response *resp)
 {
+    struct outbox ob = {ns, NULL, 0, 0};
+    state_each(app->state, SK_OO_SMS, collect_sms, &ob);
+    qsort(ob.items, ob.n, sizeof *ob.items, by_sent_desc);
     cJSON *list = cJSON_CreateArray();
-    store_lock(app->store);
-    sqlite3_stmt *q = store_stmt(app->store, ST_OO_SMS_LIST);
-    store_bind_text(q, 1, ns);
-    while (sqlite3_step(q) == SQLITE_ROW) {
+    for (size_t i = 0; i < ob.n && i < 500; i++) {
         cJSON *m = cJSON_CreateObject();
         char phone[80], sent[32], exp[32];
-        snprintf(phone, sizeof phone, "+%s", sqlite3_column_text(q, 1));
-        clock_format(sqlite3_column_double(q, 3), sent);
-        clock_format(sqlite3_column_double(q, 4), exp);
+        snprintf(phone, sizeof phone, "+%s", ob.items[i].phone);
+        clock_format(ob.items[i].msg.sent, sent);
+        clock_format(ob.items[i].msg.expires, exp);
         cJSON_AddStringToObject(m, "phone", phone);
-        cJSON_AddStringToObject(m, "code", (const char *)sqlite3_column_text(q, 2));
+        cJSON_AddStringToObject(m, "code", ob.items[i].msg.code);
         cJSON_AddStringToObject(m, "sentAt", sent);
         cJSON_AddStringToObject(m, "expiresAt", exp);
-        cJSON_AddStringToObject(m, "namespace", (const char *)sqlite3_column_text(q, 0));
+        cJSON_AddStringToObject(m, "namespace", ob.items[i].ns);
         cJSON_AddItemToArray(list, m);
     }
-    sqlite3_reset(q);
-    store_unlock(app->store);
+    free(ob.items);
     http_reply_json(resp, 200, NULL, list);
     cJSON_Delete(list);
 }

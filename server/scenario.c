@@ -3,15 +3,16 @@
  *
  * A scenario file is compiled once into plain structs (conditions with their
  * regexes compiled, state names turned into indexes); the request path only
- * evaluates them. Per-identity state lives in the store's `sessions` table and
- * counter events in `counter_events`, both read and written while the store
- * lock is held, so two concurrent requests for one identity never both win a
- * transition.
+ * evaluates them. Per-identity state (the session and its counters) is a
+ * record of the state module, read and changed while its shard lock is held,
+ * so two concurrent requests for one identity never both win a transition,
+ * while other identities step in parallel.
  */
 #include "scenario.h"
 #include "clock.h"
 #include "log.h"
 #include "rng.h"
+#include "state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -105,6 +106,7 @@ struct scenario_set {
 
 struct scenario_engine {
     struct store *store;
+    struct state *state;
     pthread_mutex_t set_lock;
     struct scenario_set *set;
 };
@@ -809,12 +811,14 @@ int scenario_load_dir(struct scenario_set *set, const char *dir, const struct sc
 
 /* ---- engine ----------------------------------------------------------- */
 
-struct scenario_engine *scenario_engine_new(struct store *store, struct scenario_set *set)
+struct scenario_engine *scenario_engine_new(struct store *store, struct state *state,
+                                            struct scenario_set *set)
 {
     struct scenario_engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->store = store;
+    e->state = state;
     e->set = set;
     pthread_mutex_init(&e->set_lock, NULL);
     return e;
@@ -918,134 +922,46 @@ static struct scenario_set *engine_acquire(struct scenario_engine *e)
     return set;
 }
 
-struct session {
-    int found;
-    char scenario[128];
-    int state;
-    double entered_at;
-    double blocked_until;
-    int block_limit;
-    cJSON *vars;
-};
-
-static int session_load(struct store *st, const struct scenario_request *req,
-                        const struct scenario_set *set, struct session *ss,
-                        struct scenario **stored)
+/* The scenario of `set` named `name` for `api`, or NULL. */
+static struct scenario *find_for_api(const struct scenario_set *set, const char *name,
+                                     const char *api)
 {
-    sqlite3_stmt *q = store_stmt(st, ST_SESSION_GET);
-    store_bind_text(q, 1, req->ns);
-    store_bind_text(q, 2, req->api);
-    store_bind_text(q, 3, req->identity);
-    int rc = sqlite3_step(q);
-    *stored = NULL;
-    memset(ss, 0, sizeof *ss);
-    ss->block_limit = -1;
-    if (rc == SQLITE_ROW) {
-        ss->found = 1;
-        snprintf(ss->scenario, sizeof ss->scenario, "%s", (const char *)sqlite3_column_text(q, 0));
-        const char *state = (const char *)sqlite3_column_text(q, 1);
-        ss->entered_at = sqlite3_column_double(q, 2);
-        ss->blocked_until = sqlite3_column_double(q, 3);
-        ss->block_limit = sqlite3_column_int(q, 4);
-        const char *vars = (const char *)sqlite3_column_text(q, 5);
-        if (vars)
-            ss->vars = cJSON_Parse(vars);
-        ss->state = -1;
-        for (size_t i = 0; i < set->n; i++)
-            if (strcmp(set->items[i]->name, ss->scenario) == 0 &&
-                strcmp(set->items[i]->api, req->api) == 0) {
-                *stored = set->items[i];
-                ss->state = state_index(*stored, state);
-            }
-    } else if (rc != SQLITE_DONE) {
-        sqlite3_reset(q);
-        return -1;
-    }
-    sqlite3_reset(q);
-    return 0;
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->items[i]->name, name) == 0 && strcmp(set->items[i]->api, api) == 0)
+            return set->items[i];
+    return NULL;
 }
 
-static int session_save(struct store *st, const struct scenario_request *req,
-                        const struct scenario *s, const struct session *ss, double now)
+/* The session key of a request: namespace, API and identity. */
+static int session_key(const char *ns, const char *api, const char *identity, char *out, size_t cap)
 {
-    char *vars = ss->vars ? cJSON_PrintUnformatted(ss->vars) : NULL;
-    sqlite3_stmt *q = store_stmt(st, ST_SESSION_PUT);
-    store_bind_text(q, 1, req->ns);
-    store_bind_text(q, 2, req->api);
-    store_bind_text(q, 3, req->identity);
-    store_bind_text(q, 4, s->name);
-    store_bind_text(q, 5, s->states[ss->state].name);
-    sqlite3_bind_double(q, 6, ss->entered_at);
-    sqlite3_bind_double(q, 7, ss->blocked_until);
-    sqlite3_bind_int(q, 8, ss->block_limit);
-    store_bind_text(q, 9, vars);
-    sqlite3_bind_double(q, 10, now);
-    int err = store_exec(st, q);
-    free(vars);
-    return err;
+    const char *parts[] = {api, identity};
+    return state_key(out, cap, ns, parts, 2) < 0 ? -1 : 0;
 }
 
-static void bind_identity(sqlite3_stmt *q, const struct scenario_request *req)
+static long count_events(struct state_session *ss, const struct scenario *s, int counter,
+                         double now)
 {
-    store_bind_text(q, 1, req->ns);
-    store_bind_text(q, 2, req->api);
-    store_bind_text(q, 3, req->identity);
+    return state_counter_count(state_counter(ss, s->counters[counter], 0), now, s->window[counter]);
 }
 
-static long count_events(struct store *st, const struct scenario_request *req,
-                         const struct scenario *s, int counter, double now)
+static void add_event(struct state_session *ss, const struct scenario *s, int counter, double now)
 {
-    sqlite3_stmt *q = store_stmt(st, ST_EVENT_COUNT);
-    bind_identity(q, req);
-    store_bind_text(q, 4, s->counters[counter]);
-    sqlite3_bind_double(q, 5, s->window[counter] > 0 ? now - s->window[counter] : -1.0);
-    long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    return n;
+    state_counter_add(state_counter(ss, s->counters[counter], 1), now, s->window[counter]);
 }
 
-static int add_event(struct store *st, const struct scenario_request *req, const struct scenario *s,
-                     int counter, double now)
-{
-    if (s->window[counter] > 0) {
-        sqlite3_stmt *q = store_stmt(st, ST_EVENT_PRUNE);
-        bind_identity(q, req);
-        store_bind_text(q, 4, s->counters[counter]);
-        sqlite3_bind_double(q, 5, now - s->window[counter]);
-        store_exec(st, q);
-    }
-    sqlite3_stmt *q = store_stmt(st, ST_EVENT_ADD);
-    bind_identity(q, req);
-    store_bind_text(q, 4, s->counters[counter]);
-    sqlite3_bind_double(q, 5, now);
-    return store_exec(st, q);
-}
-
-static double oldest_event(struct store *st, const struct scenario_request *req,
-                           const struct scenario *s, int counter, double now)
-{
-    sqlite3_stmt *q = store_stmt(st, ST_EVENT_OLDEST);
-    bind_identity(q, req);
-    store_bind_text(q, 4, s->counters[counter]);
-    sqlite3_bind_double(q, 5, now - s->window[counter]);
-    double t = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_double(q, 0) : now;
-    sqlite3_reset(q);
-    return t;
-}
-
-static int step_matches(const struct step *st, const struct scenario *s, struct store *store,
-                        const struct scenario_request *req, const cJSON *vars, double age,
-                        double now)
+static int step_matches(const struct step *st, const struct scenario *s, struct state_session *ss,
+                        const struct scenario_request *req, double age, double now)
 {
     if (st->age_at_least >= 0 && age < st->age_at_least)
         return 0;
     if (st->age_below >= 0 && age >= st->age_below)
         return 0;
     for (size_t i = 0; i < st->nconds; i++)
-        if (!cond_holds(&st->conds[i], req->facts, vars))
+        if (!cond_holds(&st->conds[i], req->facts, ss->vars))
             return 0;
     for (size_t i = 0; i < st->ncounts; i++) {
-        long n = count_events(store, req, s, st->counts[i].counter, now);
+        long n = count_events(ss, s, st->counts[i].counter, now);
         if (st->counts[i].at_least >= 0 && n < st->counts[i].at_least)
             return 0;
         if (st->counts[i].below >= 0 && n >= st->counts[i].below)
@@ -1105,147 +1021,140 @@ static struct scenario *choose(const struct scenario_set *set, const struct scen
 
 /* Blocks the identity under limit `l` from now, and clears the limit's counter:
  * the window's events have done their work. */
-static void start_block(struct store *st, const struct scenario_request *req,
-                        const struct scenario *s, size_t l, struct session *ss, double now)
+static void start_block(struct state_session *ss, const struct scenario *s, size_t l, double now)
 {
     const struct limit *lim = &s->limits[l];
-    double until = lim->block > 0 ? now + lim->block
-                                  : oldest_event(st, req, s, lim->counter, now) + lim->window;
+    struct state_counter *c = state_counter(ss, s->counters[lim->counter], 0);
+    double until =
+        lim->block > 0 ? now + lim->block : state_counter_oldest(c, now, lim->window) + lim->window;
     if (until > ss->blocked_until) {
         ss->blocked_until = until;
         ss->block_limit = (int)l;
     }
-    sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
-    bind_identity(q, req);
-    store_bind_text(q, 4, s->counters[lim->counter]);
-    store_exec(st, q);
+    state_counter_clear(c);
 }
 
-static int step_locked(struct scenario_engine *e, const struct scenario_request *req,
+static void enter_state(struct state_session *ss, const struct scenario *s, int state, double now)
+{
+    snprintf(ss->state, sizeof ss->state, "%s", s->states[state].name);
+    ss->entered_at = now;
+}
+
+/* step_locked's answer when no step matched but the session changed (it was new). */
+#define NO_STEP_CHANGED (-100)
+
+/* One step of the identity's machine; the session's shard lock is held.
+ * Returns 1 when the session changed, 0 when not, or a scenario_result. */
+static int step_locked(struct state_session *ss, const struct scenario_request *req,
                        struct scenario_outcome *out, double now)
 {
-    struct store *st = e->store;
-    struct session ss;
-    struct scenario *stored;
     int changed = 0, err;
-    if (session_load(st, req, out->set, &ss, &stored))
-        return SCENARIO_STORE_ERROR;
+    struct scenario *stored =
+        ss->scenario[0] ? find_for_api(out->set, ss->scenario, req->api) : NULL;
+    int cur = stored ? state_index(stored, ss->state) : -1;
     struct scenario *s = choose(out->set, req, stored, &err);
-    if (!s) {
-        cJSON_Delete(ss.vars);
+    if (!s)
         return err;
-    }
     out->scenario = s;
-    if (!ss.found || s != stored || ss.state < 0) {
+    if (s != stored || cur < 0) {
         /* A new identity, or one that moved to another scenario: start afresh. */
-        sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_ALL);
-        bind_identity(q, req);
-        store_exec(st, q);
-        cJSON_Delete(ss.vars);
-        memset(&ss, 0, sizeof ss);
-        ss.found = 1;
-        ss.state = s->initial;
-        ss.entered_at = now;
-        ss.block_limit = -1;
+        state_counters_clear(ss);
+        cJSON_Delete(ss->vars);
+        ss->vars = NULL;
+        snprintf(ss->scenario, sizeof ss->scenario, "%s", s->name);
+        cur = s->initial;
+        enter_state(ss, s, cur, now);
+        ss->blocked_until = 0;
+        ss->block_limit = -1;
         changed = 1;
     }
-    snprintf(out->state_from, sizeof out->state_from, "%s", s->states[ss.state].name);
-    snprintf(out->state_to, sizeof out->state_to, "%s", s->states[ss.state].name);
+    snprintf(out->state_from, sizeof out->state_from, "%s", s->states[cur].name);
+    snprintf(out->state_to, sizeof out->state_to, "%s", s->states[cur].name);
 
-    if (ss.blocked_until > now && ss.block_limit >= 0 && (size_t)ss.block_limit < s->nlimits) {
-        out->reply = s->limits[ss.block_limit].reply;
-        out->retry_after = (long)ceil(ss.blocked_until - now);
+    if (ss->blocked_until > now && ss->block_limit >= 0 && (size_t)ss->block_limit < s->nlimits) {
+        out->reply = s->limits[ss->block_limit].reply;
+        out->retry_after = (long)ceil(ss->blocked_until - now);
         out->limited = 1;
-        out->vars = ss.vars;
-        return changed ? session_save(st, req, s, &ss, now) : 0;
+        return changed;
     }
-    if (ss.blocked_until != 0) {
-        ss.blocked_until = 0;
-        ss.block_limit = -1;
+    if (ss->blocked_until != 0) {
+        ss->blocked_until = 0;
+        ss->block_limit = -1;
         changed = 1;
     }
 
     /* A "blockOn": "next" limit refuses the request that comes after max events. */
     for (size_t l = 0; l < s->nlimits; l++) {
         const struct limit *lim = &s->limits[l];
-        if (!lim->on_next || count_events(st, req, s, lim->counter, now) < lim->max)
+        if (!lim->on_next || count_events(ss, s, lim->counter, now) < lim->max)
             continue;
-        start_block(st, req, s, l, &ss, now);
+        start_block(ss, s, l, now);
         out->reply = lim->reply;
-        out->retry_after = (long)ceil(ss.blocked_until - now);
+        out->retry_after = (long)ceil(ss->blocked_until - now);
         out->limited = 1;
-        out->vars = ss.vars;
-        return session_save(st, req, s, &ss, now) ? SCENARIO_STORE_ERROR : 0;
+        return 1;
     }
 
     /* Which counters this request adds to, so limits are checked only for those. */
     int touched[64];
     size_t ntouched = 0;
     if (s->requests_counter >= 0) {
-        add_event(st, req, s, s->requests_counter, now);
+        add_event(ss, s, s->requests_counter, now);
         touched[ntouched++] = s->requests_counter;
+        changed = 1;
     }
-    const struct state *state = &s->states[ss.state];
+    const struct state *state = &s->states[cur];
     const struct step *chosen = NULL;
     for (size_t i = 0; i < state->nsteps && !chosen; i++)
-        if (step_matches(&state->steps[i], s, st, req, ss.vars, now - ss.entered_at, now))
+        if (step_matches(&state->steps[i], s, ss, req, now - ss->entered_at, now))
             chosen = &state->steps[i];
-    if (!chosen) {
-        out->vars = ss.vars;
-        if (changed)
-            session_save(st, req, s, &ss, now);
-        return SCENARIO_NO_STEP;
-    }
+    if (!chosen)
+        return changed ? NO_STEP_CHANGED : SCENARIO_NO_STEP;
     out->reply = chosen->reply;
     for (size_t i = 0; i < req->nremember; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->facts, req->remember[i]);
         const cJSON *old =
-            ss.vars ? cJSON_GetObjectItemCaseSensitive(ss.vars, req->remember[i]) : NULL;
+            ss->vars ? cJSON_GetObjectItemCaseSensitive(ss->vars, req->remember[i]) : NULL;
         if (!cJSON_IsString(v) || (old && cJSON_Compare(v, old, 1)))
             continue;
-        if (!ss.vars)
-            ss.vars = cJSON_CreateObject();
-        cJSON_DeleteItemFromObjectCaseSensitive(ss.vars, req->remember[i]);
-        cJSON_AddStringToObject(ss.vars, req->remember[i], v->valuestring);
+        if (!ss->vars)
+            ss->vars = cJSON_CreateObject();
+        cJSON_DeleteItemFromObjectCaseSensitive(ss->vars, req->remember[i]);
+        cJSON_AddStringToObject(ss->vars, req->remember[i], v->valuestring);
         changed = 1;
     }
     for (size_t i = 0; i < chosen->ngens; i++) {
-        generate(&ss.vars, &chosen->gens[i]);
+        generate(&ss->vars, &chosen->gens[i]);
         changed = 1;
     }
     for (size_t i = 0; i < chosen->nincr; i++) {
-        add_event(st, req, s, chosen->incr[i], now);
+        add_event(ss, s, chosen->incr[i], now);
         if (ntouched < sizeof touched / sizeof touched[0])
             touched[ntouched++] = chosen->incr[i];
+        changed = 1;
     }
     if (chosen->next >= 0) {
         /* Entering a state (even the same one again) restarts its clock and
          * its counters; windowed counters of limits carry over. */
-        ss.state = chosen->next;
-        ss.entered_at = now;
-        for (size_t c = 0; c < s->ncounters; c++) {
-            if (s->window[c] > 0)
-                continue;
-            sqlite3_stmt *q = store_stmt(st, ST_EVENTS_CLEAR_COUNTER);
-            bind_identity(q, req);
-            store_bind_text(q, 4, s->counters[c]);
-            store_exec(st, q);
-        }
+        cur = chosen->next;
+        enter_state(ss, s, cur, now);
+        for (size_t c = 0; c < s->ncounters; c++)
+            if (s->window[c] <= 0)
+                state_counter_clear(state_counter(ss, s->counters[c], 0));
         changed = 1;
-        snprintf(out->state_to, sizeof out->state_to, "%s", s->states[ss.state].name);
+        snprintf(out->state_to, sizeof out->state_to, "%s", s->states[cur].name);
     }
     for (size_t l = 0; l < s->nlimits; l++) {
         const struct limit *lim = &s->limits[l];
         int hit = 0;
         for (size_t t = 0; t < ntouched; t++)
             hit |= touched[t] == lim->counter;
-        if (!hit || lim->on_next || count_events(st, req, s, lim->counter, now) < lim->max)
+        if (!hit || lim->on_next || count_events(ss, s, lim->counter, now) < lim->max)
             continue;
-        start_block(st, req, s, l, &ss, now);
+        start_block(ss, s, l, now);
         changed = 1;
     }
-    out->vars = ss.vars;
-    return changed ? (session_save(st, req, s, &ss, now) ? SCENARIO_STORE_ERROR : 0) : 0;
+    return changed;
 }
 
 int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
@@ -1253,13 +1162,33 @@ int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
 {
     memset(out, 0, sizeof *out);
     out->set = engine_acquire(e);
+    /* While state writes fail, no answer may claim a change that is not kept. */
+    if (state_degraded(e->state))
+        return SCENARIO_STORE_ERROR;
     double now = clock_now_ns(req->ns);
-    store_lock(e->store);
-    store_exec(e->store, store_stmt(e->store, ST_BEGIN));
-    int rc = step_locked(e, req, out, now);
-    store_exec(e->store,
-               store_stmt(e->store, rc == SCENARIO_STORE_ERROR ? ST_ROLLBACK : ST_COMMIT));
-    store_unlock(e->store);
+    char key[1024];
+    if (session_key(req->ns, req->api, req->identity, key, sizeof key))
+        return SCENARIO_STORE_ERROR;
+    struct state_lock held;
+    struct state_session *ss = state_get(e->state, SK_SESSION, key, 1, &held);
+    if (!ss) {
+        state_unlock(&held);
+        return SCENARIO_STORE_ERROR;
+    }
+    int fresh = ss->scenario[0] == '\0';
+    int rc = step_locked(ss, req, out, now);
+    if (rc > 0 || rc == NO_STEP_CHANGED) {
+        ss->updated_at = now;
+        state_touch(e->state, ss);
+        rc = rc > 0 ? SCENARIO_OK : SCENARIO_NO_STEP;
+    }
+    if (fresh && ss->scenario[0] == '\0') {
+        state_remove(e->state, ss); /* nothing bound it: keep no empty session */
+        ss = NULL;
+    }
+    if (ss && ss->vars && out->scenario)
+        out->vars = cJSON_Duplicate(ss->vars, 1);
+    state_unlock(&held);
     return rc;
 }
 
@@ -1394,95 +1323,224 @@ void scenario_state_names(const struct scenario *s, struct buf *out)
         buf_printf(out, "%s%s", i ? ", " : "", s->states[i].name);
 }
 
-cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api)
+struct sessions_ctx {
+    struct scenario_engine *e;
+    const char *ns, *api;
+    uint64_t before;
+    size_t limit;
+    /* The `limit` newest sessions before the cursor: a min-heap on tick. */
+    struct state_session **heap;
+    size_t n;
+    cJSON *list;
+};
+
+static void heap_sift_down(struct state_session **h, size_t n, size_t i)
 {
-    cJSON *list = cJSON_CreateArray();
-    store_lock(e->store);
-    sqlite3_stmt *q = store_stmt(e->store, ST_SESSIONS_LIST);
-    store_bind_text(q, 1, ns);
-    store_bind_text(q, 2, api);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        const char *a = (const char *)sqlite3_column_text(q, 1);
-        const char *identity = (const char *)sqlite3_column_text(q, 2);
-        struct buf id = {0};
-        buf_printf(&id, "%s:%s", a, identity);
-        cJSON_AddStringToObject(o, "id", id.data);
-        buf_free(&id);
-        cJSON_AddStringToObject(o, "namespace", (const char *)sqlite3_column_text(q, 0));
-        cJSON_AddStringToObject(o, "api", a);
-        cJSON_AddStringToObject(o, "identity", identity);
-        cJSON_AddStringToObject(o, "scenario", (const char *)sqlite3_column_text(q, 3));
-        cJSON_AddStringToObject(o, "state", (const char *)sqlite3_column_text(q, 4));
-        char when[32];
-        clock_format(sqlite3_column_double(q, 5), when);
-        cJSON_AddStringToObject(o, "enteredAt", when);
-        double blocked = sqlite3_column_double(q, 6);
-        if (blocked > clock_now_ns((const char *)sqlite3_column_text(q, 0))) {
-            clock_format(blocked, when);
-            cJSON_AddStringToObject(o, "blockedUntil", when);
-        } else {
-            cJSON_AddNullToObject(o, "blockedUntil");
-        }
-        const char *vars = (const char *)sqlite3_column_text(q, 7);
-        cJSON *v = vars ? cJSON_Parse(vars) : NULL;
-        cJSON_AddItemToObject(o, "vars", v ? v : cJSON_CreateObject());
-        clock_format(sqlite3_column_double(q, 8), when);
-        cJSON_AddStringToObject(o, "updatedAt", when);
-        cJSON_AddItemToArray(list, o);
+    for (;;) {
+        size_t m = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && h[l]->rec.tick < h[m]->rec.tick)
+            m = l;
+        if (r < n && h[r]->rec.tick < h[m]->rec.tick)
+            m = r;
+        if (m == i)
+            return;
+        struct state_session *t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
     }
-    sqlite3_reset(q);
-    store_unlock(e->store);
-    return list;
+}
+
+static void heap_sift_up(struct state_session **h, size_t i)
+{
+    while (i > 0 && h[(i - 1) / 2]->rec.tick > h[i]->rec.tick) {
+        struct state_session *t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+/* The namespace, API and identity of a session key. */
+static void split_key(const struct state_rec *r, char *ns, size_t nscap, const char **api,
+                      size_t *apilen, const char **identity)
+{
+    snprintf(ns, nscap, "%.*s", (int)r->nslen, r->key);
+    *api = r->key + r->nslen + 1;
+    const char *sep = strchr(*api, STATE_KEY_SEP);
+    *apilen = sep ? (size_t)(sep - *api) : strlen(*api);
+    *identity = sep ? sep + 1 : "";
+}
+
+static cJSON *session_json(struct state_session *ss)
+{
+    char ns[128];
+    const char *api, *identity;
+    size_t apilen;
+    split_key(&ss->rec, ns, sizeof ns, &api, &apilen, &identity);
+    cJSON *o = cJSON_CreateObject();
+    struct buf id = {0};
+    buf_printf(&id, "%.*s:%s", (int)apilen, api, identity);
+    cJSON_AddStringToObject(o, "id", id.data);
+    buf_free(&id);
+    cJSON_AddStringToObject(o, "namespace", ns);
+    char apiname[64];
+    snprintf(apiname, sizeof apiname, "%.*s", (int)apilen, api);
+    cJSON_AddStringToObject(o, "api", apiname);
+    cJSON_AddStringToObject(o, "identity", identity);
+    cJSON_AddStringToObject(o, "scenario", ss->scenario);
+    cJSON_AddStringToObject(o, "state", ss->state);
+    char when[32];
+    clock_format(ss->entered_at, when);
+    cJSON_AddStringToObject(o, "enteredAt", when);
+    if (ss->blocked_until > clock_now_ns(ns)) {
+        clock_format(ss->blocked_until, when);
+        cJSON_AddStringToObject(o, "blockedUntil", when);
+    } else {
+        cJSON_AddNullToObject(o, "blockedUntil");
+    }
+    cJSON_AddItemToObject(o, "vars",
+                          ss->vars ? cJSON_Duplicate(ss->vars, 1) : cJSON_CreateObject());
+    clock_format(ss->updated_at, when);
+    cJSON_AddStringToObject(o, "updatedAt", when);
+    cJSON_AddNumberToObject(o, "cursor", (double)ss->rec.tick);
+    return o;
+}
+
+static void collect_session(void *rec, void *cls)
+{
+    struct sessions_ctx *c = cls;
+    struct state_session *ss = rec;
+    if (!ss->scenario[0] || (c->before && ss->rec.tick >= c->before))
+        return;
+    char ns[128];
+    const char *api, *identity;
+    size_t apilen;
+    split_key(&ss->rec, ns, sizeof ns, &api, &apilen, &identity);
+    if (c->ns && strcmp(c->ns, ns) != 0)
+        return;
+    if (c->api && (strlen(c->api) != apilen || strncmp(c->api, api, apilen) != 0))
+        return;
+    if (c->n < c->limit) {
+        c->heap[c->n] = ss;
+        heap_sift_up(c->heap, c->n++);
+    } else if (c->limit && ss->rec.tick > c->heap[0]->rec.tick) {
+        c->heap[0] = ss;
+        heap_sift_down(c->heap, c->n, 0);
+    }
+}
+
+/* Sessions are rendered while their shard is locked, so only ticks are kept
+ * across shards: a second pass renders the chosen ones. */
+static void render_session(void *rec, void *cls)
+{
+    struct sessions_ctx *c = cls;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->heap[i] == rec) {
+            cJSON *o = session_json(rec);
+            cJSON_AddItemToArray(c->list, o);
+        }
+}
+
+static int by_cursor_desc(const void *a, const void *b)
+{
+    double x = cJSON_GetObjectItemCaseSensitive(*(const cJSON *const *)a, "cursor")->valuedouble;
+    double y = cJSON_GetObjectItemCaseSensitive(*(const cJSON *const *)b, "cursor")->valuedouble;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api, long limit,
+                         uint64_t before, uint64_t *next)
+{
+    struct sessions_ctx c = {
+        e, ns, api, before, (size_t)(limit > 0 ? limit : 1000), NULL, 0, cJSON_CreateArray()};
+    c.heap = calloc(c.limit, sizeof *c.heap);
+    *next = 0;
+    if (!c.heap)
+        return c.list;
+    /* Pass one keeps the `limit` newest; records can go between the passes,
+     * so pass two renders by pointer only what is still there. */
+    state_each(e->state, SK_SESSION, collect_session, &c);
+    state_each(e->state, SK_SESSION, render_session, &c);
+    free(c.heap);
+    size_t n = (size_t)cJSON_GetArraySize(c.list);
+    cJSON **items = calloc(n ? n : 1, sizeof *items);
+    size_t k = 0;
+    for (cJSON *it = c.list->child; it && items; it = it->next)
+        items[k++] = it;
+    if (items) {
+        qsort(items, n, sizeof *items, by_cursor_desc);
+        cJSON *sorted = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++) {
+            cJSON_DetachItemViaPointer(c.list, items[i]);
+            cJSON_AddItemToArray(sorted, items[i]);
+        }
+        cJSON_Delete(c.list);
+        c.list = sorted;
+        free(items);
+        /* A full page may have more after it: its last cursor continues. */
+        if (n == c.limit && n > 0)
+            *next = (uint64_t)cJSON_GetObjectItemCaseSensitive(
+                        cJSON_GetArrayItem(c.list, (int)n - 1), "cursor")
+                        ->valuedouble;
+    }
+    return c.list;
 }
 
 int scenario_force(struct scenario_engine *e, const char *ns, const char *api, const char *identity,
                    const char *scenario, const char *state)
 {
     struct scenario_set *set = engine_acquire(e);
-    struct scenario_request req = {.api = api, .ns = ns, .identity = identity};
-    struct session ss;
-    struct scenario *stored;
     double now = clock_now_ns(ns);
+    char key[1024];
     int rc = 0;
-    store_lock(e->store);
-    if (session_load(e->store, &req, set, &ss, &stored)) {
-        rc = SCENARIO_STORE_ERROR;
-        goto out;
+    if (session_key(ns, api, identity, key, sizeof key)) {
+        scenario_set_release(set);
+        return SCENARIO_UNBOUND;
     }
-    struct scenario *s = stored;
+    struct state_lock held;
+    struct state_session *ss = state_get(e->state, SK_SESSION, key, scenario != NULL, &held);
+    int fresh = ss && !ss->scenario[0];
+    struct scenario *s = ss && ss->scenario[0] ? find_for_api(set, ss->scenario, api) : NULL;
     if (scenario) {
-        s = NULL;
-        for (size_t i = 0; i < set->n; i++)
-            if (strcmp(set->items[i]->name, scenario) == 0 && strcmp(set->items[i]->api, api) == 0)
-                s = set->items[i];
-        if (!s) {
+        s = find_for_api(set, scenario, api);
+        if (!s)
             rc = SCENARIO_UNKNOWN_FORCED;
-            goto out;
-        }
-    } else if (!ss.found || !s) {
+    } else if (!ss || !s) {
         rc = SCENARIO_UNBOUND;
-        goto out;
     }
-    int st = state_index(s, state);
-    if (st < 0) {
+    int st = rc == 0 ? state_index(s, state) : -1;
+    if (rc == 0 && st < 0)
         rc = SCENARIO_NO_STEP;
-        goto out;
-    }
-    sqlite3_stmt *q = store_stmt(e->store, ST_EVENTS_CLEAR_ALL);
-    bind_identity(q, &req);
-    store_exec(e->store, q);
-    ss.state = st;
-    ss.entered_at = now;
-    ss.blocked_until = 0;
-    ss.block_limit = -1;
-    if (session_save(e->store, &req, s, &ss, now))
+    if (rc == 0 && !ss)
         rc = SCENARIO_STORE_ERROR;
-out:
-    store_unlock(e->store);
-    cJSON_Delete(ss.vars);
+    if (rc == 0) {
+        snprintf(ss->scenario, sizeof ss->scenario, "%s", s->name);
+        state_counters_clear(ss);
+        enter_state(ss, s, st, now);
+        ss->blocked_until = 0;
+        ss->block_limit = -1;
+        ss->updated_at = now;
+        state_touch(e->state, ss);
+    } else if (fresh) {
+        state_remove(e->state, ss);
+    }
+    state_unlock(&held);
     scenario_set_release(set);
     return rc;
+}
+
+cJSON *scenario_session(struct scenario_engine *e, const char *ns, const char *api,
+                        const char *identity)
+{
+    char key[1024];
+    if (session_key(ns, api, identity, key, sizeof key))
+        return NULL;
+    struct state_lock held;
+    struct state_session *ss = state_get(e->state, SK_SESSION, key, 0, &held);
+    cJSON *o = ss && ss->scenario[0] ? session_json(ss) : NULL;
+    state_unlock(&held);
+    return o;
 }
 
 /* ---- variable expansion ----------------------------------------------- */

@@ -11,6 +11,7 @@
 #define AUTHMOCK_SCENARIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 #include "jsonutil.h"
@@ -51,7 +52,9 @@ void scenario_set_release(struct scenario_set *set);
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p);
 
-struct scenario_engine *scenario_engine_new(struct store *store, struct scenario_set *set);
+struct state;
+struct scenario_engine *scenario_engine_new(struct store *store, struct state *state,
+                                            struct scenario_set *set);
 void scenario_engine_free(struct scenario_engine *e);
 size_t scenario_engine_count(struct scenario_engine *e);
 
@@ -85,8 +88,14 @@ const struct scenario *scenario_set_at(const struct scenario_set *set, size_t i)
 int scenario_has_state(const struct scenario *s, const char *state);
 void scenario_state_names(const struct scenario *s, struct buf *out);
 
-/* Sessions: every identity's state, for the admin API. */
-cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api);
+/* Sessions, for the admin API: the `limit` most recently changed identities
+ * (of a namespace and API when given) whose cursor is below `before` (0: no
+ * bound), newest first; *next is the cursor that continues, 0 at the end. */
+cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *api, long limit,
+                         uint64_t before, uint64_t *next);
+/* One identity's session, or NULL. */
+cJSON *scenario_session(struct scenario_engine *e, const char *ns, const char *api,
+                        const char *identity);
 /* Forces an identity into `state` of `scenario` (its current one when NULL):
  * the state's clock and all counters restart, any block ends. Returns 0,
  * SCENARIO_UNBOUND when there is no such session and no scenario was named,

@@ -53,7 +53,10 @@ static const char *const schema =
     "state_to TEXT, user TEXT, body TEXT);"
     "CREATE INDEX IF NOT EXISTS journal_ns ON journal(ns, id);"
     "CREATE TABLE IF NOT EXISTS oo_confirm(key TEXT PRIMARY KEY, ns TEXT NOT NULL, user_id TEXT "
-    "NOT NULL, type TEXT NOT NULL, expires_at REAL NOT NULL);";
+    "NOT NULL, type TEXT NOT NULL, expires_at REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS state(kind INTEGER NOT NULL, key TEXT NOT NULL, ns TEXT NOT NULL, "
+    "json TEXT NOT NULL, PRIMARY KEY(kind, key)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS state_ns ON state(ns);";
 
 static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN",
@@ -176,6 +179,12 @@ static const char *const sql[ST_COUNT] = {
     [ST_SCENARIO_DELETE] = "DELETE FROM scenarios WHERE name = ?1",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+    /* The state module's records, written behind when --db is a file. */
+    [ST_STATE_PUT] = "INSERT OR REPLACE INTO state(kind, key, ns, json) VALUES(?1, ?2, ?3, ?4)",
+    [ST_STATE_DELETE] = "DELETE FROM state WHERE kind = ?1 AND key = ?2",
+    [ST_STATE_CLEAR] = "DELETE FROM state",
+    [ST_STATE_CLEAR_NS] = "DELETE FROM state WHERE ns = ?1",
+    [ST_STATE_LOAD] = "SELECT kind, key, json FROM state",
 };
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)

@@ -75,6 +75,11 @@ enum store_stmt_id {
     ST_SCENARIO_DELETE,
     ST_META_GET,
     ST_META_PUT,
+    ST_STATE_PUT,
+    ST_STATE_DELETE,
+    ST_STATE_CLEAR,
+    ST_STATE_CLEAR_NS,
+    ST_STATE_LOAD,
     ST_COUNT
 };
 

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "rng.h"
 #include "scenario.h"
+#include "state.h"
 #include "store.h"
 #include "totp.h"
 #include "onlyoffice.h"
@@ -290,6 +291,7 @@ static void test_parse_errors(void)
 
 struct fixture {
     struct store *store;
+    struct state *state;
     struct scenario_engine *engine;
 };
 
@@ -312,13 +314,20 @@ static int engine_setup(struct fixture *fx, const char *const *docs, size_t n)
         }
         scenario_set_add(set, s);
     }
-    fx->engine = scenario_engine_new(fx->store, set);
+    struct state_limits lim = {1000, 1000};
+    if (state_open(&fx->state, &lim, NULL, err, sizeof err)) {
+        printf("  # %s\n", err);
+        scenario_set_release(set);
+        return -1;
+    }
+    fx->engine = scenario_engine_new(fx->store, fx->state, set);
     return 0;
 }
 
 static void engine_teardown(struct fixture *fx)
 {
     scenario_engine_free(fx->engine);
+    state_close(fx->state);
     store_close(fx->store);
 }
 
