@@ -8,6 +8,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,12 +107,135 @@ int json_merge(cJSON *dst, const cJSON *src)
     return 0;
 }
 
+/* Writes a number exactly as cJSON_PrintUnformatted does, without its
+ * sprintf + sscanf on every number: whole numbers in int range (most of what
+ * authmock sends) take a digit loop. */
+static int render_number(struct buf *b, double d, int valueint)
+{
+    char num[32];
+    int n;
+    if (isnan(d) || isinf(d)) {
+        return buf_append(b, "null", 4);
+    } else if (d == (double)valueint) {
+        char rev[16];
+        unsigned long long u = valueint < 0 ? (unsigned long long)(-(long long)valueint)
+                                            : (unsigned long long)valueint;
+        n = 0;
+        do {
+            rev[n++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        int k = 0;
+        if (valueint < 0)
+            num[k++] = '-';
+        while (n)
+            num[k++] = rev[--n];
+        return buf_append(b, num, (size_t)k);
+    }
+    n = snprintf(num, sizeof num, "%1.15g", d);
+    double test = strtod(num, NULL);
+    double max = fabs(test) > fabs(d) ? fabs(test) : fabs(d);
+    if (!(fabs(test - d) <= max * DBL_EPSILON))
+        n = snprintf(num, sizeof num, "%1.17g", d);
+    return buf_append(b, num, (size_t)n);
+}
+
+static int render_string(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_append(b, "\"", 1))
+        return -1;
+    const char *run = s ? s : "";
+    for (const char *p = run; p && *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 32 && c != '"' && c != '\\')
+            continue;
+        if (buf_append(b, run, (size_t)(p - run)))
+            return -1;
+        char esc[6] = {'\\', 0};
+        size_t n = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if (buf_append(b, esc, n))
+            return -1;
+        run = p + 1;
+    }
+    if (buf_append(b, run, strlen(run)))
+        return -1;
+    return buf_append(b, "\"", 1);
+}
+
+static int render_item(struct buf *b, const cJSON *item)
+{
+    switch (item->type & 0xFF) {
+    case cJSON_NULL:
+        return buf_append(b, "null", 4);
+    case cJSON_False:
+        return buf_append(b, "false", 5);
+    case cJSON_True:
+        return buf_append(b, "true", 4);
+    case cJSON_Number:
+        return render_number(b, item->valuedouble, item->valueint);
+    case cJSON_String:
+        return render_string(b, item->valuestring);
+    case cJSON_Raw:
+        return item->valuestring ? buf_append(b, item->valuestring, strlen(item->valuestring)) : -1;
+    case cJSON_Array:
+    case cJSON_Object: {
+        int obj = (item->type & 0xFF) == cJSON_Object;
+        if (buf_append(b, obj ? "{" : "[", 1))
+            return -1;
+        for (const cJSON *c = item->child; c; c = c->next) {
+            if (c != item->child && buf_append(b, ",", 1))
+                return -1;
+            if (obj && (render_string(b, c->string) || buf_append(b, ":", 1)))
+                return -1;
+            if (render_item(b, c))
+                return -1;
+        }
+        return buf_append(b, obj ? "}" : "]", 1);
+    }
+    default:
+        return -1;
+    }
+}
+
 char *json_render(const cJSON *item, size_t *len)
 {
-    char *text = cJSON_PrintUnformatted(item);
-    if (text && len)
-        *len = strlen(text);
-    return text;
+    struct buf b = {0};
+    if (!item || render_item(&b, item)) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return b.data;
 }
 
 cJSON *json_parse(const char *data, size_t len, size_t *err_offset)

@@ -446,7 +446,7 @@ static int token_key(const char *ns, const char *token, char *out, size_t cap)
  * BrokerAccountTokens object. A connection keeps its newest MESH_CONN_TOKENS
  * pairs: older ones stop working. */
 static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id, const char *type,
-                           cJSON *account, double now)
+                           const char *username, int index, cJSON *account, double now)
 {
     const char *account_id = json_str(account, "accountId");
     const char *parts[] = {user_id, type, account_id ? account_id : ""};
@@ -461,11 +461,11 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
         snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
         snprintf(c->type, sizeof c->type, "%s", type);
         snprintf(c->account_id, sizeof c->account_id, "%s", account_id ? account_id : "");
-        char *json = cJSON_PrintUnformatted(account);
-        if (json) {
-            free(c->account);
-            c->account = json;
+        if (!c->username || !username || strcmp(c->username, username) != 0) {
+            free(c->username);
+            c->username = username ? strdup(username) : NULL;
         }
+        c->account_index = index;
         if (c->npairs == MESH_CONN_TOKENS) {
             snprintf(dropped[0], sizeof dropped[0], "%s", c->pairs[0].access);
             snprintf(dropped[1], sizeof dropped[1], "%s", c->pairs[0].refresh);
@@ -521,6 +521,18 @@ static struct state_mesh_conn *conn_of_token(struct app *app, enum state_kind in
     return *pair ? c : NULL;
 }
 
+/* The account `index` of the fixture user `username` (or a generic one). */
+static cJSON *fixture_account(struct app *app, const char *ns, const char *user_id,
+                              const char *type, const char *username, int index)
+{
+    const cJSON *user =
+        username ? fixtures_find(app->fixtures.mesh_users, "username", username, 1) : NULL;
+    const cJSON *accounts = user ? cJSON_GetObjectItemCaseSensitive(user, "accounts") : NULL;
+    int n = cJSON_GetArraySize(accounts);
+    return account_json(ns, user_id, type, index < n ? cJSON_GetArrayItem(accounts, index) : NULL,
+                        index);
+}
+
 /* The full `succeeded` content: one token pair per fixture account of the user. */
 static cJSON *success_content(struct app *app, const char *ns, const char *user_id,
                               const char *type, const char *username)
@@ -538,7 +550,7 @@ static cJSON *success_content(struct app *app, const char *ns, const char *user_
     for (int i = 0; i < (n > 0 ? n : 1); i++) {
         cJSON *acc =
             account_json(ns, user_id, type, n > 0 ? cJSON_GetArrayItem(accounts, i) : NULL, i);
-        cJSON_AddItemToArray(tokens, issue_tokens(app, ns, user_id, type, acc, now));
+        cJSON_AddItemToArray(tokens, issue_tokens(app, ns, user_id, type, username, i, acc, now));
     }
     cJSON_AddBoolToObject(content, "requiresReauthentication", 0);
     return content;
@@ -1002,24 +1014,30 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
     struct mesh_pair *pair;
     struct state_mesh_conn *c =
         conn_of_token(app, SK_MESH_REFRESH, resp->ns, refresh, &held, &pair);
-    cJSON *content = NULL, *account = NULL;
-    char user_id[65] = "";
+    cJSON *content = NULL;
+    char user_id[65] = "", username[256] = "";
+    int index = 0, rotated = 0;
     if (c && strcmp(c->type, type) == 0 && !pair->revoked && pair->refresh_expires > now) {
         /* Rotation: the old pair stops working, a new pair replaces it. The
          * check and the revocation happen under one lock: one refresh wins. */
         pair->revoked = 1;
         state_touch(app->state, c);
         snprintf(user_id, sizeof user_id, "%s", c->user_id);
-        account = cJSON_Parse(c->account ? c->account : "{}");
+        snprintf(username, sizeof username, "%s", c->username ? c->username : "");
+        index = c->account_index;
+        rotated = 1;
     }
     state_unlock(&held);
-    if (account) {
+    if (rotated) {
         content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "succeeded");
         cJSON_AddNumberToObject(content, "expiresInSeconds", ACCESS_TTL);
         cJSON_AddNumberToObject(content, "refreshTokenExpiresInSeconds", REFRESH_TTL);
         cJSON *list = cJSON_AddArrayToObject(content, "brokerAccountTokens");
-        cJSON *t = issue_tokens(app, resp->ns, user_id, type, account, now);
+        cJSON *account =
+            fixture_account(app, resp->ns, user_id, type, username[0] ? username : NULL, index);
+        cJSON *t = issue_tokens(app, resp->ns, user_id, type, username[0] ? username : NULL, index,
+                                account, now);
         cJSON_DeleteItemFromObjectCaseSensitive(t, "tokenId");
         cJSON_AddItemToArray(list, t);
     }

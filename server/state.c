@@ -17,6 +17,7 @@
  * left and the mark goes.
  */
 #include "state.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "store.h"
 
@@ -124,7 +125,7 @@ static void rec_free(struct state_rec *r)
         break;
     }
     case SK_MESH_CONN:
-        free(((struct state_mesh_conn *)r)->account);
+        free(((struct state_mesh_conn *)r)->username);
         break;
     case SK_MESH_ACCESS:
     case SK_MESH_REFRESH:
@@ -635,7 +636,8 @@ static char *rec_encode(const struct state_rec *r)
         cJSON_AddStringToObject(o, "userId", c->user_id);
         cJSON_AddStringToObject(o, "type", c->type);
         cJSON_AddStringToObject(o, "accountId", c->account_id);
-        cJSON_AddStringToObject(o, "account", c->account ? c->account : "{}");
+        json_add_str_or_null(o, "username", c->username);
+        add_num(o, "accountIndex", c->account_index);
         cJSON *pairs = cJSON_AddArrayToObject(o, "pairs");
         for (int i = 0; i < c->npairs; i++) {
             cJSON *p = cJSON_CreateObject();
@@ -756,8 +758,9 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
         str(o, "userId", c->user_id, sizeof c->user_id);
         str(o, "type", c->type, sizeof c->type);
         str(o, "accountId", c->account_id, sizeof c->account_id);
-        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "account");
-        c->account = strdup(cJSON_IsString(acc) ? acc->valuestring : "{}");
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "username");
+        c->username = cJSON_IsString(u) ? strdup(u->valuestring) : NULL;
+        c->account_index = (int)num(o, "accountIndex");
         const cJSON *p;
         cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(o, "pairs"))
         {

@@ -77,7 +77,8 @@ struct mesh_pair {
 struct state_mesh_conn {
     struct state_rec rec;
     char user_id[65], type[65], account_id[129];
-    char *account; /* the account JSON given with its tokens */
+    char *username;    /* the fixture user and account the tokens were issued for, */
+    int account_index; /* so a refresh rebuilds the account from the fixtures */
     struct mesh_pair pairs[MESH_CONN_TOKENS];
     int npairs; /* newest last */
 };

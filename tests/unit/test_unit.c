@@ -14,6 +14,7 @@
 #include "totp.h"
 #include "onlyoffice.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +521,34 @@ static void test_engine_atomic(void)
     engine_teardown(&fx);
 }
 
+/* json_render must write exactly what cJSON_PrintUnformatted writes. */
+static void test_json_render(void)
+{
+    static const char *const docs[] = {
+        "{\"a\":1,\"b\":-2,\"c\":0,\"d\":1000.5,\"e\":0.1,\"f\":1e300,\"g\":-1e-7}",
+        "{\"big\":12345678901234567890,\"int_max\":2147483647,\"past\":2147483648,"
+        "\"min\":-2147483648,\"pi\":3.141592653589793,\"third\":0.3333333333333333,\"p15\":9."
+        "87654321098765}",
+        "[\"quote \\\" back \\\\ nl \\n tab \\t cr \\r bs \\b ff \\f ctl \\u0001 "
+        "\\u001f é ✓\",true,false,null,[],{}]",
+        "{\"nested\":{\"list\":[1,[2,[3]],{\"k\":\"v\"}]},\"\\u0007key\":\"\"}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        cJSON *doc = cJSON_Parse(docs[i]);
+        CHECK(doc != NULL);
+        cJSON_AddNumberToObject(doc, "added", 42.0);
+        cJSON_AddItemToObject(doc, "nan", cJSON_CreateNumber(NAN));
+        char *want = cJSON_PrintUnformatted(doc);
+        size_t len = 0;
+        char *got = json_render(doc, &len);
+        CHECK_STR(got, want);
+        CHECK(got && len == strlen(got));
+        free(want);
+        free(got);
+        cJSON_Delete(doc);
+    }
+}
+
 struct test {
     const char *name;
     void (*fn)(void);
@@ -543,6 +572,7 @@ static const struct test tests[] = {
     {"totp: RFC 6238 vectors and drift", test_totp},
     {"base32: RFC 4648 vectors and tfaKey", test_base32},
     {"onlyoffice: phoneNoise", test_phone_noise},
+    {"json_render writes what cJSON_PrintUnformatted writes", test_json_render},
 };
 
 int main(void)
