@@ -458,9 +458,6 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
     cJSON_DeleteItemFromObjectCaseSensitive(account, "isReconnected");
     cJSON_AddBoolToObject(account, "isReconnected", c && c->npairs > 0);
     if (c && access && refresh) {
-        snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
-        snprintf(c->type, sizeof c->type, "%s", type);
-        snprintf(c->account_id, sizeof c->account_id, "%s", account_id ? account_id : "");
         if (!c->username || !username || strcmp(c->username, username) != 0) {
             free(c->username);
             c->username = username ? strdup(username) : NULL;
@@ -471,6 +468,13 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
             snprintf(dropped[1], sizeof dropped[1], "%s", c->pairs[0].refresh);
             memmove(&c->pairs[0], &c->pairs[1], (MESH_CONN_TOKENS - 1) * sizeof c->pairs[0]);
             c->npairs--;
+        } else {
+            struct mesh_pair *grown = realloc(c->pairs, (size_t)(c->npairs + 1) * sizeof *grown);
+            if (!grown) {
+                state_unlock(&held);
+                goto answer;
+            }
+            c->pairs = grown;
         }
         struct mesh_pair *p = &c->pairs[c->npairs++];
         memset(p, 0, sizeof *p);
@@ -492,7 +496,7 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
         if (dropped[1][0] && token_key(ns, dropped[1], ik, sizeof ik) == 0)
             state_link_drop(app->state, SK_MESH_REFRESH, ik);
     }
-
+answer:;
     cJSON *t = cJSON_CreateObject();
     cJSON_AddItemToObject(t, "account", account);
     cJSON_AddStringToObject(t, "accessToken", access ? access : "");
@@ -503,17 +507,27 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
     return t;
 }
 
-/* The connection a token of `index` belongs to, locked in *held, and the
- * token's pair in it; NULL when the token is unknown. */
+/* The connection a token of `index` belongs to, locked in *held, the token's
+ * pair in it, and the connection's user id and broker type (from its key
+ * ns|userId|type|accountId); NULL when the token is unknown. */
 static struct state_mesh_conn *conn_of_token(struct app *app, enum state_kind index, const char *ns,
                                              const char *token, struct state_lock *held,
-                                             struct mesh_pair **pair)
+                                             struct mesh_pair **pair, char user_id[65],
+                                             char type[65])
 {
     char ik[512], ck[1024];
+    user_id[0] = type[0] = '\0';
     held->shard = NULL;
     *pair = NULL;
     if (token_key(ns, token, ik, sizeof ik) || state_link_get(app->state, index, ik, ck, sizeof ck))
         return NULL;
+    const char *u = strchr(ck, STATE_KEY_SEP);
+    const char *t = u ? strchr(u + 1, STATE_KEY_SEP) : NULL;
+    const char *a = t ? strchr(t + 1, STATE_KEY_SEP) : NULL;
+    if (!a)
+        return NULL;
+    snprintf(user_id, 65, "%.*s", (int)(t - u - 1), u + 1);
+    snprintf(type, 65, "%.*s", (int)(a - t - 1), t + 1);
     struct state_mesh_conn *c = state_get(app->state, SK_MESH_CONN, ck, 0, held);
     for (int i = 0; c && i < c->npairs; i++)
         if (strcmp(index == SK_MESH_ACCESS ? c->pairs[i].access : c->pairs[i].refresh, token) == 0)
@@ -1012,17 +1026,16 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
     double now = clock_now_ns(resp->ns);
     struct state_lock held;
     struct mesh_pair *pair;
+    char user_id[65], conn_type[65], username[256] = "";
     struct state_mesh_conn *c =
-        conn_of_token(app, SK_MESH_REFRESH, resp->ns, refresh, &held, &pair);
+        conn_of_token(app, SK_MESH_REFRESH, resp->ns, refresh, &held, &pair, user_id, conn_type);
     cJSON *content = NULL;
-    char user_id[65] = "", username[256] = "";
     int index = 0, rotated = 0;
-    if (c && strcmp(c->type, type) == 0 && !pair->revoked && pair->refresh_expires > now) {
+    if (c && strcmp(conn_type, type) == 0 && !pair->revoked && pair->refresh_expires > now) {
         /* Rotation: the old pair stops working, a new pair replaces it. The
          * check and the revocation happen under one lock: one refresh wins. */
         pair->revoked = 1;
         state_touch(app->state, c);
-        snprintf(user_id, sizeof user_id, "%s", c->user_id);
         snprintf(username, sizeof username, "%s", c->username ? c->username : "");
         index = c->account_index;
         rotated = 1;
@@ -1071,8 +1084,10 @@ static void h_delete_account(struct app *app, const struct http_request *req,
     int found = 0;
     struct state_lock held;
     struct mesh_pair *pair;
-    struct state_mesh_conn *c = conn_of_token(app, SK_MESH_ACCESS, resp->ns, token, &held, &pair);
-    if (c && strcmp(c->type, type) == 0 && !pair->revoked) {
+    char user_id[65], conn_type[65];
+    struct state_mesh_conn *c =
+        conn_of_token(app, SK_MESH_ACCESS, resp->ns, token, &held, &pair, user_id, conn_type);
+    if (c && strcmp(conn_type, type) == 0 && !pair->revoked) {
         /* Removing the connection revokes every token issued for it. */
         for (int i = 0; i < c->npairs; i++)
             c->pairs[i].revoked = 1;

@@ -79,6 +79,7 @@ struct state {
     int sweeper_started;
 
     struct store *store; /* NULL: nothing is written behind */
+    int loading;         /* records read from the store are not written back */
     pthread_t writer;
     int writer_started;
     struct pending *resets; /* under bg_lock, newest first */
@@ -126,15 +127,11 @@ static void rec_free(struct state_rec *r)
     }
     case SK_MESH_CONN:
         free(((struct state_mesh_conn *)r)->username);
-        break;
-    case SK_MESH_ACCESS:
-    case SK_MESH_REFRESH:
-        free(((struct state_link *)r)->target);
+        free(((struct state_mesh_conn *)r)->pairs);
         break;
     default:
         break;
     }
-    free(r->key);
     free(r);
 }
 
@@ -255,8 +252,9 @@ static struct shard *shard_of(struct state *st, enum state_kind kind, uint64_t h
     return &st->maps[kind].shards[h >> (64 - SHARD_BITS)];
 }
 
-void *state_get(struct state *st, enum state_kind kind, const char *key, int create,
-                struct state_lock *held)
+/* Finds or (with `create`) makes a record, with `extra` bytes after its key. */
+static struct state_rec *get_rec(struct state *st, enum state_kind kind, const char *key,
+                                 int create, size_t extra, struct state_lock *held)
 {
     uint64_t h = hash_key(key);
     struct shard *sh = shard_of(st, kind, h);
@@ -277,16 +275,15 @@ void *state_get(struct state *st, enum state_kind kind, const char *key, int cre
     }
     if (!create)
         return NULL;
-    struct state_rec *r = calloc(1, st->maps[kind].rec_size);
-    char *k = strdup(key);
-    if (!r || !k) {
-        free(r);
-        free(k);
+    /* One allocation holds the record, its key and any extra bytes. */
+    size_t size = st->maps[kind].rec_size, klen = strlen(key);
+    struct state_rec *r = calloc(1, size + klen + 1 + extra);
+    if (!r)
         return NULL;
-    }
+    r->key = (char *)r + size;
+    memcpy(r->key, key, klen + 1);
     const char *sep = strchr(key, STATE_KEY_SEP);
-    r->key = k;
-    r->nslen = (unsigned short)(sep ? (size_t)(sep - key) : strlen(key));
+    r->nslen = (unsigned short)(sep ? (size_t)(sep - key) : klen);
     r->kind = (unsigned char)kind;
     r->hash = h;
     r->seq = atomic_fetch_add(&st->seq, 1) + 1;
@@ -308,6 +305,12 @@ void *state_get(struct state *st, enum state_kind kind, const char *key, int cre
     return r;
 }
 
+void *state_get(struct state *st, enum state_kind kind, const char *key, int create,
+                struct state_lock *held)
+{
+    return get_rec(st, kind, key, create, 0, held);
+}
+
 void state_unlock(struct state_lock *held)
 {
     if (held->shard)
@@ -319,7 +322,7 @@ void state_touch(struct state *st, void *rec)
 {
     struct state_rec *r = rec;
     r->tick = atomic_fetch_add(&st->seq, 1) + 1;
-    if (st->store)
+    if (st->store && !st->loading)
         dirty_mark(shard_of(st, (enum state_kind)r->kind, r->hash), r);
 }
 
@@ -335,16 +338,25 @@ void state_remove(struct state *st, void *rec)
 void state_link_put(struct state *st, enum state_kind kind, const char *key, const char *target)
 {
     struct state_lock held;
-    struct state_link *l = state_get(st, kind, key, 1, &held);
-    char *t = strdup(target);
-    if (l && t) {
-        free(l->target);
-        l->target = t;
-        t = NULL;
-        state_touch(st, l);
+    struct state_link *l = (struct state_link *)get_rec(st, kind, key, 0, 0, &held);
+    if (l && strcmp(l->target, target) != 0) {
+        state_remove(st, l);
+        l = NULL;
     }
+    if (!l) {
+        /* The target is stored with the record: it is made afresh. */
+        state_unlock(&held);
+        size_t n = strlen(target) + 1;
+        l = (struct state_link *)get_rec(st, kind, key, 1, n, &held);
+        if (l) {
+            char *t = l->rec.key + strlen(l->rec.key) + 1;
+            memcpy(t, target, n);
+            l->target = t;
+        }
+    }
+    if (l)
+        state_touch(st, l);
     state_unlock(&held);
-    free(t);
 }
 
 int state_link_get(struct state *st, enum state_kind kind, const char *key, char *out, size_t cap)
@@ -633,9 +645,6 @@ static char *rec_encode(const struct state_rec *r)
     }
     case SK_MESH_CONN: {
         const struct state_mesh_conn *c = (const void *)r;
-        cJSON_AddStringToObject(o, "userId", c->user_id);
-        cJSON_AddStringToObject(o, "type", c->type);
-        cJSON_AddStringToObject(o, "accountId", c->account_id);
         json_add_str_or_null(o, "username", c->username);
         add_num(o, "accountIndex", c->account_index);
         cJSON *pairs = cJSON_AddArrayToObject(o, "pairs");
@@ -755,9 +764,6 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
     }
     case SK_MESH_CONN: {
         struct state_mesh_conn *c = (void *)r;
-        str(o, "userId", c->user_id, sizeof c->user_id);
-        str(o, "type", c->type, sizeof c->type);
-        str(o, "accountId", c->account_id, sizeof c->account_id);
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "username");
         c->username = cJSON_IsString(u) ? strdup(u->valuestring) : NULL;
         c->account_index = (int)num(o, "accountIndex");
@@ -766,6 +772,10 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
         {
             if (c->npairs == MESH_CONN_TOKENS)
                 break;
+            struct mesh_pair *grown = realloc(c->pairs, (size_t)(c->npairs + 1) * sizeof *grown);
+            if (!grown)
+                break;
+            c->pairs = grown;
             struct mesh_pair *mp = &c->pairs[c->npairs++];
             str(p, "access", mp->access, sizeof mp->access);
             str(p, "refresh", mp->refresh, sizeof mp->refresh);
@@ -774,12 +784,6 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
             mp->refresh_expires = num(p, "refreshExpires");
             mp->revoked = (int)num(p, "revoked");
         }
-        break;
-    }
-    case SK_MESH_ACCESS:
-    case SK_MESH_REFRESH: {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "target");
-        ((struct state_link *)r)->target = strdup(cJSON_IsString(t) ? t->valuestring : "");
         break;
     }
     case SK_OO_TOKEN: {
@@ -1064,12 +1068,17 @@ static int state_load(struct state *st, char *err, size_t errlen)
         if (kind < 0 || kind >= SK_COUNT || !key || !json)
             continue;
         cJSON *o = cJSON_Parse(json);
-        struct state_lock held;
-        struct state_rec *r = o ? state_get(st, (enum state_kind)kind, key, 1, &held) : NULL;
-        if (r)
-            rec_decode(r, o);
-        if (o)
+        if (o && (kind == SK_MESH_ACCESS || kind == SK_MESH_REFRESH)) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "target");
+            if (cJSON_IsString(t))
+                state_link_put(st, (enum state_kind)kind, key, t->valuestring);
+        } else if (o) {
+            struct state_lock held;
+            struct state_rec *r = state_get(st, (enum state_kind)kind, key, 1, &held);
+            if (r)
+                rec_decode(r, o);
             state_unlock(&held);
+        }
         cJSON_Delete(o);
     }
     if (step != SQLITE_DONE) {
@@ -1120,7 +1129,10 @@ int state_open(struct state **out, const struct state_limits *lim, struct store 
         }
     }
     st->store = store;
-    if (store && state_load(st, err, errlen)) {
+    st->loading = 1;
+    int loaded = store ? state_load(st, err, errlen) : 0;
+    st->loading = 0;
+    if (loaded) {
         state_close(st);
         return -1;
     }

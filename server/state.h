@@ -47,7 +47,7 @@ struct state_rec {
     uint64_t tick; /* last change: the sessions list's order and paging cursor */
     unsigned char kind, dirty;
     unsigned short nslen; /* the namespace is key[0..nslen) */
-    char *key;
+    char *key;            /* stored with the record */
 };
 
 struct state_counter {
@@ -75,17 +75,16 @@ struct mesh_pair {
 };
 
 struct state_mesh_conn {
-    struct state_rec rec;
-    char user_id[65], type[65], account_id[129];
-    char *username;    /* the fixture user and account the tokens were issued for, */
-    int account_index; /* so a refresh rebuilds the account from the fixtures */
-    struct mesh_pair pairs[MESH_CONN_TOKENS];
-    int npairs; /* newest last */
+    struct state_rec rec; /* key: ns|userId|type|accountId */
+    char *username;       /* the fixture user and account the tokens were issued for, */
+    int account_index;    /* so a refresh rebuilds the account from the fixtures */
+    struct mesh_pair *pairs;
+    int npairs; /* newest last; at most MESH_CONN_TOKENS */
 };
 
 struct state_link { /* an index record: points at another record's key */
     struct state_rec rec;
-    char *target;
+    const char *target; /* stored with the record */
 };
 
 struct state_oo_token {
