@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "http.h"
 #include "journal.h"
+#include "log.h"
 #include "onlyoffice.h"
 
 #include <errno.h>
@@ -57,6 +58,17 @@ static void h_health(struct app *app, const struct http_request *req, struct htt
     cJSON_Delete(o);
 }
 
+/* With a file database the clock is kept in it, to survive a restart. */
+static void save_clock(struct app *app)
+{
+    if (!store_is_file(app->store))
+        return;
+    char *text = clock_save();
+    if (!text || store_meta_put(app->store, "clock", text))
+        log_error("cannot store the mock clock: %s", store_errmsg(app->store));
+    free(text);
+}
+
 static void h_reset(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (authorize(app, req, resp))
@@ -64,6 +76,7 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
     char nsbuf[64];
     const char *ns = admin_namespace(req, nsbuf);
     clock_reset_ns(ns);
+    save_clock(app);
     state_reset(app->state, ns);
     journal_clear(app, ns);
     cJSON *o = cJSON_CreateObject();
@@ -138,6 +151,7 @@ static void h_clock_post(struct app *app, const struct http_request *req,
         http_reply_error(resp, 400, "too many namespaces have their own clock; reset some");
         goto out;
     }
+    save_clock(app);
     clock_body(resp, ns);
 out:
     cJSON_Delete(body);

@@ -4,6 +4,8 @@
  */
 #include "clock.h"
 
+#include <cjson/cJSON.h>
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -194,4 +196,34 @@ int clock_parse(const char *text, double *out)
     tm.tm_sec = s;
     *out = (double)timegm(&tm) - tz + frac;
     return 0;
+}
+
+char *clock_save(void)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "offsetSeconds", clock_offset());
+    cJSON *nss = cJSON_AddObjectToObject(o, "namespaces");
+    pthread_rwlock_rdlock(&ns_lock);
+    for (size_t i = 0; i < NS_SLOTS; i++)
+        if (ns_table[i].name[0])
+            cJSON_AddNumberToObject(nss, ns_table[i].name, ns_table[i].offset);
+    pthread_rwlock_unlock(&ns_lock);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+void clock_load(const char *json)
+{
+    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(o, "offsetSeconds");
+    if (cJSON_IsNumber(off))
+        clock_set_offset(off->valuedouble);
+    const cJSON *n;
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(o, "namespaces"))
+    {
+        if (cJSON_IsNumber(n))
+            clock_set_ns_offset(n->string, n->valuedouble);
+    }
+    cJSON_Delete(o);
 }

@@ -25,6 +25,10 @@ double clock_ns_offset(const char *ns);
 int clock_set_ns_offset(const char *ns, double seconds);
 /* Forgets one namespace's offset, or every namespace's when ns is NULL. */
 void clock_reset_ns(const char *ns);
+/* The shared offset and every namespace's, as JSON text (malloc'd), and back:
+ * what a file database keeps so the mock clock survives a restart. */
+char *clock_save(void);
+void clock_load(const char *json);
 /* Formats `t` as ISO-8601 UTC with milliseconds and a Z, into out[32]. */
 void clock_format(double t, char out[32]);
 /* Parses ISO-8601 (date, 'T', time, optional fraction, Z or ±hh:mm). Returns 0 on success. */

@@ -14,6 +14,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,9 @@ int main(int argc, char **argv)
         return run_health(&app.cfg);
 
     log_init(app.cfg.log_json ? LOG_JSON : LOG_TEXT, app.cfg.quiet);
+    /* A --db file that reaches the file size limit must fail its writes (and
+     * degrade health), not kill the server. */
+    signal(SIGXFSZ, SIG_IGN);
     rng_init(app.cfg.seeded, app.cfg.seed);
 
     struct problems p = {0};
@@ -211,7 +215,12 @@ int main(int argc, char **argv)
         scenario_set_release(set);
         goto out;
     }
-    int is_file = strcmp(app.cfg.db, ":memory:") != 0 && app.cfg.db[0] != '\0';
+    int is_file = store_is_file(app.store);
+    if (is_file) {
+        char *clock = store_meta_get(app.store, "clock");
+        clock_load(clock);
+        free(clock);
+    }
     struct state_limits limits = {app.cfg.max_sessions, app.cfg.max_tokens};
     if (state_open(&app.state, &limits, is_file ? app.store : NULL, err, sizeof err)) {
         fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, err);

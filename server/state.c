@@ -3,7 +3,8 @@
  * that frees what a reset hid, and the writer that keeps a file database up
  * to date behind the request path.
  *
- * Each map has STATE_SHARDS shards; a shard is a mutex, a power-of-two
+ * Each map has up to STATE_SHARDS shards (fewer for a small bound, so that
+ * least-recently-used order stays close to exact); a shard is a mutex, a power-of-two
  * bucket array, a least-recently-used list and a list of records changed
  * since the writer last looked. A record is found by the 64-bit FNV-1a hash
  * of its key: the top bits pick the shard, the low bits the bucket.
@@ -54,6 +55,7 @@ struct map {
     enum state_kind kind;
     size_t rec_size;
     size_t max_per_shard;
+    unsigned bits; /* log2 of the shards in use */
     struct shard shards[STATE_SHARDS];
 };
 
@@ -249,7 +251,8 @@ int state_key(char *buf, size_t cap, const char *ns, const char *const *parts, s
 
 static struct shard *shard_of(struct state *st, enum state_kind kind, uint64_t h)
 {
-    return &st->maps[kind].shards[h >> (64 - SHARD_BITS)];
+    const struct map *m = &st->maps[kind];
+    return (struct shard *)&m->shards[m->bits ? h >> (64 - m->bits) : 0];
 }
 
 /* Finds or (with `create`) makes a record, with `extra` bytes after its key. */
@@ -1111,7 +1114,12 @@ int state_open(struct state **out, const struct state_limits *lim, struct store 
                        : lim->max_tokens;
         m->kind = (enum state_kind)k;
         m->rec_size = rec_sizes[k];
-        m->max_per_shard = (size_t)((max + STATE_SHARDS - 1) / STATE_SHARDS);
+        /* A shard per 256 records at least, up to STATE_SHARDS. */
+        m->bits = 0;
+        while (m->bits < SHARD_BITS && (256L << (m->bits + 1)) <= max)
+            m->bits++;
+        long nshards = 1L << m->bits;
+        m->max_per_shard = (size_t)((max + nshards - 1) / nshards);
         if (m->max_per_shard == 0)
             m->max_per_shard = 1;
         for (size_t i = 0; i < STATE_SHARDS; i++) {

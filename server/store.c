@@ -6,12 +6,17 @@
 #include "store.h"
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct store {
+    int owner_fd; /* the flock()ed "<db>.lock" of a file database, else -1 */
     sqlite3 *db;
     pthread_mutex_t lock;
     sqlite3_stmt *stmts[ST_COUNT];
@@ -187,6 +192,39 @@ static const char *const sql[ST_COUNT] = {
     [ST_STATE_LOAD] = "SELECT kind, key, json FROM state",
 };
 
+/* A file database has one owner: "<db>.lock" is held with flock() for the
+ * server's lifetime and names its pid, so a second server on the same file
+ * refuses to start (two writers would silently lose each other's state). */
+static int take_ownership(struct store *s, const char *path, char *err, size_t errlen)
+{
+    char lock[4096];
+    if ((size_t)snprintf(lock, sizeof lock, "%s.lock", path) >= sizeof lock) {
+        snprintf(err, errlen, "--db %s: the path is too long", path);
+        return -1;
+    }
+    s->owner_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->owner_fd < 0) {
+        snprintf(err, errlen, "--db %s: cannot open %s: %s", path, lock, strerror(errno));
+        return -1;
+    }
+    if (flock(s->owner_fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(s->owner_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen,
+                 "--db %s: already in use by another authmock (pid %s); stop it or pass "
+                 "another --db file",
+                 path, pid[0] ? pid : "unknown");
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(s->owner_fd, 0) != 0 || pwrite(s->owner_fd, pid, (size_t)n, 0) != n)
+        log_error("--db %s: cannot write the owner's pid into %s", path, lock);
+    return 0;
+}
+
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof *s);
@@ -194,7 +232,11 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    s->owner_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    int is_file = strcmp(path, ":memory:") != 0 && path[0] != '\0';
+    if (is_file && take_ownership(s, path, err, errlen))
+        goto fail;
     /* One connection serialised by our own mutex: SQLite's own locking is not needed. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
@@ -235,6 +277,8 @@ void store_close(struct store *s)
         sqlite3_finalize(s->stmts[i]);
     if (s->db)
         sqlite3_close(s->db);
+    if (s->owner_fd >= 0)
+        close(s->owner_fd);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -303,4 +347,33 @@ int store_reset(struct store *s, const char *ns)
 const char *store_errmsg(struct store *s)
 {
     return sqlite3_errmsg(s->db);
+}
+
+int store_is_file(const struct store *s)
+{
+    return s->owner_fd >= 0;
+}
+
+char *store_meta_get(struct store *s, const char *key)
+{
+    store_lock(s);
+    sqlite3_stmt *q = store_stmt(s, ST_META_GET);
+    store_bind_text(q, 1, key);
+    char *v = NULL;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+        v = strdup((const char *)sqlite3_column_text(q, 0));
+    sqlite3_reset(q);
+    store_unlock(s);
+    return v;
+}
+
+int store_meta_put(struct store *s, const char *key, const char *value)
+{
+    store_lock(s);
+    sqlite3_stmt *q = store_stmt(s, ST_META_PUT);
+    store_bind_text(q, 1, key);
+    store_bind_text(q, 2, value);
+    int err = store_exec(s, q);
+    store_unlock(s);
+    return err;
 }

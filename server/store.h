@@ -98,5 +98,10 @@ void store_bind_text(sqlite3_stmt *st, int idx, const char *text);
 /* Forgets state, tokens, counters and journal: everything, or one namespace. */
 int store_reset(struct store *s, const char *ns);
 const char *store_errmsg(struct store *s);
+/* Whether the database is a file (state then survives a restart). */
+int store_is_file(const struct store *s);
+/* A value of the meta table (malloc'd, NULL when absent), and setting one. */
+char *store_meta_get(struct store *s, const char *key);
+int store_meta_put(struct store *s, const char *key, const char *value);
 
 #endif

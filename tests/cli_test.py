@@ -477,11 +477,13 @@ def test_environment_variables_configure_the_server():
 TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
 
 
-def main():
+def main(tests=None):
+    """Runs (name, function) pairs, by default this file's test_ functions, as TAP."""
+    tests = TESTS if tests is None else tests
     print("TAP version 13")
-    print(f"1..{len(TESTS)}")
+    print(f"1..{len(tests)}")
     failed = 0
-    for i, (name, fn) in enumerate(TESTS, 1):
+    for i, (name, fn) in enumerate(tests, 1):
         try:
             result = fn()
             if isinstance(result, str) and result.startswith("skip"):

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Tests of the state layer as a user sees it: bounds and eviction, paging,
+resets, the single owner of a --db file, persistence across SIGTERM and
+SIGKILL (clock included), and loud failure when state writes fail. Each test
+starts its own server on 127.0.0.1 port 0 and always stops it. Prints TAP."""
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+import re
+
+import cli_test
+from cli_test import BIN, CLIENT, login, procs, request, start, stop
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sessions(port, query=""):
+    status, headers, data = request(port, "GET", "/__admin/sessions" + query, headers={})
+    assert status == 200, data
+    return json.loads(data), headers
+
+
+def test_sessions_are_bounded_least_recently_used_first_out():
+    p, port = start("--max-sessions", "64", "--max-tokens", "64", "--journal-max", "0")
+    try:
+        # u0 is used again after the others, so it is the most recent and stays.
+        login(port, "mfa.totp@example.com", uid="u0")
+        for i in range(1, 300):
+            login(port, "ok@example.com", uid=f"u{i}")
+            if i == 250:
+                login(port, "mfa.totp@example.com", uid="u0")
+        listed, _ = sessions(port, "?limit=1000")
+        ids = {s["identity"] for s in listed}
+        assert len(listed) <= 64, len(listed)
+        assert "u299:robinhood" in ids and "u0:robinhood" in ids, sorted(ids)[:5]
+        assert "u1:robinhood" not in ids
+        # The evicted identity starts afresh; the kept one is still waiting for its code.
+        s, _, data = request(port, "POST", "/api/v1/authenticate?userId=u0",
+                             {"type": "robinhood", "mfaCode": "123456"})
+        assert json.loads(data)["content"]["status"] == "succeeded", data
+    finally:
+        stop(p)
+
+
+def test_sessions_are_paged_newest_first():
+    p, port = start()
+    try:
+        for i in range(25):
+            login(port, "ok@example.com", uid=f"p{i}")
+        seen, query = [], "?limit=10"
+        for _ in range(10):
+            page, headers = sessions(port, query)
+            seen += [s["identity"] for s in page]
+            nxt = headers.get("X-Authmock-Next-Before")
+            if not nxt:
+                break
+            query = f"?limit=10&before={nxt}"
+        assert seen == [f"p{i}:robinhood" for i in reversed(range(25))], seen
+        status, _, _ = request(port, "GET", "/__admin/sessions?limit=0", headers={})
+        assert status == 400
+        status, _, _ = request(port, "GET", "/__admin/sessions?before=x", headers={})
+        assert status == 400
+    finally:
+        stop(p)
+
+
+def test_reset_is_quick_and_memory_does_not_ratchet():
+    p, port = start("--max-sessions", "5000", "--max-tokens", "5000")
+    try:
+        after = []
+        for cycle in range(3):
+            for i in range(3000):
+                login(port, "ok@example.com", uid=f"c{cycle}-{i}")
+            t0 = time.perf_counter()
+            status, _, _ = request(port, "POST", "/__admin/reset", headers={})
+            took = time.perf_counter() - t0
+            assert status == 200
+            assert took < 0.5, took  # a hang guard; the benchmark measures it
+            listed, _ = sessions(port)
+            assert listed == [], listed[:2]
+            time.sleep(0.3)  # the sweeper frees behind the reset
+            after.append(rss_kb(p.pid))
+        # A load and reset cycle does not leave more behind each time.
+        assert after[2] <= after[0] + 2048, after
+    finally:
+        stop(p)
+
+
+def test_namespace_reset_leaves_other_namespaces():
+    p, port = start()
+    try:
+        login(port, "mfa.totp@example.com", uid="a", ns="one")
+        login(port, "mfa.totp@example.com", uid="a", ns="two")
+        status, _, _ = request(port, "POST", "/__admin/reset?namespace=one", headers={})
+        assert status == 200
+        listed, _ = sessions(port)
+        assert [s["namespace"] for s in listed] == ["two"], listed
+        h = dict(CLIENT, **{"X-Authmock-Namespace": "two"})
+        s, _, data = request(port, "POST", "/api/v1/authenticate?userId=a",
+                             {"type": "robinhood", "mfaCode": "123456"}, h)
+        assert json.loads(data)["content"]["status"] == "succeeded", data
+    finally:
+        stop(p)
+
+
+def test_a_second_server_on_one_db_file_refuses_to_start():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    try:
+        p, _ = start("--db", db)
+        r = subprocess.run([BIN, "--port", "0", "--db", db], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1, r
+        assert db in r.stderr and f"pid {p.pid}" in r.stderr, r.stderr
+        stop(p)
+        p, _ = start("--db", db)  # free again once the owner stopped
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_state_and_clock_survive_restart():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    try:
+        p, port = start("--db", db)
+        # The shared and a namespace's clock, then a lockout (counters and block).
+        request(port, "POST", "/__admin/clock", {"advanceSeconds": 3600}, headers={})
+        request(port, "POST", "/__admin/clock?namespace=ns1", {"advanceSeconds": 60}, headers={})
+        for _ in range(5):
+            login(port, "ok@example.com", pw="wrong", uid="lock")
+        status, body = login(port, "ok@example.com", uid="lock")
+        assert status == 429, body
+        _, _, before = request(port, "GET", "/__admin/clock?namespace=ns1", headers={})
+        assert stop(p) == 0
+        p, port = start("--db", db)
+        _, _, after = request(port, "GET", "/__admin/clock?namespace=ns1", headers={})
+        b, a = json.loads(before), json.loads(after)
+        assert a["offsetSeconds"] == b["offsetSeconds"], (b, a)
+        assert abs(a["epochSeconds"] - b["epochSeconds"]) < 30, (b, a)
+        status, body = login(port, "ok@example.com", uid="lock")
+        assert status == 429, body  # still blocked: the block outlived the restart
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_sigkill_keeps_the_file_whole_and_loses_at_most_moments():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    try:
+        p, port = start("--db", db)
+        status, body = login(port, "ok@example.com", uid="k1")
+        rt = body["content"]["accountTokens"][0]["refreshToken"]
+        login(port, "mfa.totp@example.com", uid="k2")
+        time.sleep(0.5)  # well past the writer's 50 ms round
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+        p, port = start("--db", db)
+        status, _, data = request(port, "POST", "/api/v1/token/refresh",
+                                  {"type": "robinhood", "refreshToken": rt})
+        assert status == 200, data
+        s, _, data = request(port, "POST", "/api/v1/authenticate?userId=k2",
+                             {"type": "robinhood", "mfaCode": "123456"})
+        assert json.loads(data)["content"]["status"] == "succeeded", data
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_failed_state_writes_fail_requests_and_degrade_health():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    limit = 600 * 1024
+    try:
+        # A file size limit stands in for a full disk: writes past it fail.
+        p = subprocess.Popen(
+            [BIN, "--port", "0", "--bind", "127.0.0.1", "--db", db],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                  (limit, resource.RLIM_INFINITY)))
+        procs.append(p)
+        m = re.search(r":(\d+)", p.stdout.readline())
+        port = int(m.group(1))
+        degraded = None
+        for i in range(20000):
+            status, body = login(port, "ok@example.com", uid=f"d{i}")
+            if status == 500:
+                degraded = i
+                break
+            assert body["content"]["status"] == "succeeded", body
+        assert degraded is not None, "writes never failed"
+        assert body["status"] == "serverFailure", body
+        assert body["message"].startswith("authmock: cannot store state: "), body
+        status, _, data = request(port, "GET", "/__admin/health", headers={})
+        assert status == 503, data
+        health = json.loads(data)
+        assert health["status"] == "degraded" and health["reason"], health
+        # More room: the pending writes go through and the server is healthy again.
+        resource.prlimit(p.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        for _ in range(100):
+            status, _, data = request(port, "GET", "/__admin/health", headers={})
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert status == 200, data
+        status, body = login(port, "ok@example.com", uid="after")
+        assert body["content"]["status"] == "succeeded", body
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
+TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+
+if __name__ == "__main__":
+    try:
+        sys.exit(cli_test.main(TESTS))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
