@@ -1007,9 +1007,23 @@ static void h_linktoken(struct app *app, const struct http_request *req, struct 
     cJSON_Delete(body);
 }
 
+/* While state writes fail, a call that changes state answers serverFailure
+ * rather than a success whose state would not be kept. */
+static int refuse_if_degraded(struct app *app, struct http_response *resp)
+{
+    const char *why = state_degraded(app->state);
+    if (!why)
+        return 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "authmock: cannot store state: %s", why);
+    send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
+    return -1;
+}
+
 static void h_refresh(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) ||
+        take_namespace(req, resp) || refuse_if_degraded(app, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)
@@ -1067,7 +1081,8 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
 static void h_delete_account(struct app *app, const struct http_request *req,
                              struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) ||
+        take_namespace(req, resp) || refuse_if_degraded(app, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)

@@ -1158,10 +1158,25 @@ static void h_is_authenticated(struct app *app, const struct http_request *req,
         delete_cookie(resp, "asc_auth_key");
 }
 
+/* While state writes fail, a call that changes state answers 500 rather
+ * than a success whose state would not be kept. */
+static int refuse_if_degraded(struct app *app, struct http_response *resp)
+{
+    const char *why = state_degraded(app->state);
+    if (!why)
+        return 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "authmock: cannot store state: %s", why);
+    reply_error(resp, 500, msg, NULL, NULL, 0);
+    return -1;
+}
+
 static void h_logout(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (http_namespace(req, resp->ns, sizeof resp->ns))
         resp->ns[0] = '\0';
+    if (refuse_if_degraded(app, resp))
+        return;
     /* Logout reads only the cookie: a client that used the Authorization
      * header revokes nothing. */
     const char *cookie = http_cookie(req, "asc_auth_key");
@@ -1239,6 +1254,8 @@ static void h_setphone(struct app *app, const struct http_request *req, struct h
     static const char *const types[] = {"PhoneActivation"};
     if (http_namespace(req, resp->ns, sizeof resp->ns))
         resp->ns[0] = '\0';
+    if (refuse_if_degraded(app, resp))
+        return;
     double now = clock_now_ns(resp->ns);
     const cJSON *fx = confirm_scheme(app, req, resp, types, COUNT(types), now);
     if (!fx)
@@ -1324,6 +1341,8 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     static const char *const types[] = {"TfaAuth", "TfaActivation"};
     if (http_namespace(req, resp->ns, sizeof resp->ns))
         resp->ns[0] = '\0';
+    if (refuse_if_degraded(app, resp))
+        return;
     snprintf(resp->log_path, sizeof resp->log_path, "/api/2.0/settings/tfaapp/validate");
     double now = clock_now_ns(resp->ns);
     const cJSON *fx = confirm_scheme(app, req, resp, types, COUNT(types), now);
@@ -1402,7 +1421,8 @@ void onlyoffice_sms_outbox(struct app *app, const char *ns, struct http_response
 {
     struct outbox ob = {ns, NULL, 0, 0};
     state_each(app->state, SK_OO_SMS, collect_sms, &ob);
-    qsort(ob.items, ob.n, sizeof *ob.items, by_sent_desc);
+    if (ob.n)
+        qsort(ob.items, ob.n, sizeof *ob.items, by_sent_desc);
     cJSON *list = cJSON_CreateArray();
     for (size_t i = 0; i < ob.n && i < 500; i++) {
         cJSON *m = cJSON_CreateObject();

@@ -1323,38 +1323,45 @@ void scenario_state_names(const struct scenario *s, struct buf *out)
         buf_printf(out, "%s%s", i ? ", " : "", s->states[i].name);
 }
 
+/* A chosen session: its tick is copied, since the record may go (another
+ * shard, unlocked) before the list is done; the pointer is only compared. */
+struct session_pick {
+    uint64_t tick;
+    const void *rec;
+};
+
 struct sessions_ctx {
     struct scenario_engine *e;
     const char *ns, *api;
     uint64_t before;
     size_t limit;
     /* The `limit` newest sessions before the cursor: a min-heap on tick. */
-    struct state_session **heap;
+    struct session_pick *heap;
     size_t n;
     cJSON *list;
 };
 
-static void heap_sift_down(struct state_session **h, size_t n, size_t i)
+static void heap_sift_down(struct session_pick *h, size_t n, size_t i)
 {
     for (;;) {
         size_t m = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && h[l]->rec.tick < h[m]->rec.tick)
+        if (l < n && h[l].tick < h[m].tick)
             m = l;
-        if (r < n && h[r]->rec.tick < h[m]->rec.tick)
+        if (r < n && h[r].tick < h[m].tick)
             m = r;
         if (m == i)
             return;
-        struct state_session *t = h[i];
+        struct session_pick t = h[i];
         h[i] = h[m];
         h[m] = t;
         i = m;
     }
 }
 
-static void heap_sift_up(struct state_session **h, size_t i)
+static void heap_sift_up(struct session_pick *h, size_t i)
 {
-    while (i > 0 && h[(i - 1) / 2]->rec.tick > h[i]->rec.tick) {
-        struct state_session *t = h[i];
+    while (i > 0 && h[(i - 1) / 2].tick > h[i].tick) {
+        struct session_pick t = h[i];
         h[i] = h[(i - 1) / 2];
         h[(i - 1) / 2] = t;
         i = (i - 1) / 2;
@@ -1421,11 +1428,12 @@ static void collect_session(void *rec, void *cls)
         return;
     if (c->api && (strlen(c->api) != apilen || strncmp(c->api, api, apilen) != 0))
         return;
+    struct session_pick pick = {ss->rec.tick, ss};
     if (c->n < c->limit) {
-        c->heap[c->n] = ss;
+        c->heap[c->n] = pick;
         heap_sift_up(c->heap, c->n++);
-    } else if (c->limit && ss->rec.tick > c->heap[0]->rec.tick) {
-        c->heap[0] = ss;
+    } else if (c->limit && pick.tick > c->heap[0].tick) {
+        c->heap[0] = pick;
         heap_sift_down(c->heap, c->n, 0);
     }
 }
@@ -1435,8 +1443,9 @@ static void collect_session(void *rec, void *cls)
 static void render_session(void *rec, void *cls)
 {
     struct sessions_ctx *c = cls;
+    struct state_session *ss = rec;
     for (size_t i = 0; i < c->n; i++)
-        if (c->heap[i] == rec) {
+        if (c->heap[i].rec == rec && c->heap[i].tick == ss->rec.tick) {
             cJSON *o = session_json(rec);
             cJSON_AddItemToArray(c->list, o);
         }

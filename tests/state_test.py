@@ -19,6 +19,11 @@ import cli_test
 from cli_test import BIN, CLIENT, login, procs, request, start, stop
 
 
+# Under AddressSanitizer freed memory sits in quarantine: RSS says nothing there.
+with open(BIN, "rb") as _f:
+    SANITIZED = b"__asan_init" in _f.read()
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -94,7 +99,7 @@ def test_reset_is_quick_and_memory_does_not_ratchet():
             time.sleep(0.3)  # the sweeper frees behind the reset
             after.append(rss_kb(p.pid))
         # A load and reset cycle does not leave more behind each time.
-        assert after[2] <= after[0] + 2048, after
+        assert SANITIZED or after[2] <= after[0] + 2048, after
     finally:
         stop(p)
 
