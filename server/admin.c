@@ -64,6 +64,7 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
         http_reply_error(resp, 500, "reset failed: %s", store_errmsg(app->store));
         return;
     }
+    journal_reset(app, ns);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "reset");
     json_add_str_or_null(o, "namespace", ns);
