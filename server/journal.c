@@ -364,7 +364,8 @@ static cJSON *entry_json(const struct jentry *x)
     json_add_str_or_null(e, "stateFrom", x->state_from);
     json_add_str_or_null(e, "stateTo", x->state_to);
     json_add_str_or_null(e, "user", x->user);
-    cJSON *parsed = x->body_json ? cJSON_Parse(x->body) : NULL;
+    size_t off;
+    cJSON *parsed = x->body_json ? json_parse(x->body, strlen(x->body), &off) : NULL;
     if (parsed)
         cJSON_AddItemToObject(e, "body", parsed);
     else
@@ -458,10 +459,10 @@ static int forget(struct journal *j, const char *ns)
         pthread_cond_signal(&j->wake);
         b = NULL;
         evicted = NULL;
-    } else if (b && b->slots) {
-        free(b->slots); /* an empty journal swapped for an empty one */
     }
     pthread_mutex_unlock(&j->lock);
+    if (b)
+        free(b->slots); /* an empty journal swapped for an empty one */
     free(b);
     release_chain(evicted); /* only when there was no memory for a batch */
     return 0;
