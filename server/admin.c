@@ -78,7 +78,7 @@ static void h_reset(struct app *app, const struct http_request *req, struct http
     clock_reset_ns(ns);
     save_clock(app);
     state_reset(app->state, ns);
-    journal_clear(app, ns);
+    journal_reset(app, ns);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "reset");
     json_add_str_or_null(o, "namespace", ns);

@@ -12,12 +12,15 @@
 #include "state.h"
 #include "store.h"
 
+struct journal;
+
 struct app {
     struct config cfg;
     struct store *store;
     struct state *state; /* what traffic taught the server: sessions, tokens, codes */
     struct fixtures fixtures;
     struct scenario_engine *engine;
+    struct journal *journal;         /* the request journal (journal.c); NULL when off */
     const struct scenario_api *apis; /* the emulated APIs, for validating scenarios */
     size_t napis;
     double started; /* monotonic seconds at start */

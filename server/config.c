@@ -32,6 +32,7 @@ enum opt_id {
     OPT_LOG_FORMAT,
     OPT_QUIET,
     OPT_JOURNAL_MAX,
+    OPT_JOURNAL_MAX_BYTES,
     OPT_CORS,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
@@ -71,7 +72,10 @@ static const struct opt_desc opts[] = {
     {"log-format", 1, OPT_LOG_FORMAT, "AUTHMOCK_LOG_FORMAT", "FMT", "text|json (default text)"},
     {"quiet", 0, OPT_QUIET, "AUTHMOCK_QUIET", NULL, "log errors only, no request lines"},
     {"journal-max", 1, OPT_JOURNAL_MAX, "AUTHMOCK_JOURNAL_MAX", "N",
-     "journal entries kept (default 10000)"},
+     "journal entries kept; 0: no journal (default 10000)"},
+    {"journal-max-bytes", 1, OPT_JOURNAL_MAX_BYTES, "AUTHMOCK_JOURNAL_MAX_BYTES", "N",
+     "bytes the journal's entries may take, oldest dropped first; bodies are kept to 4096 "
+     "bytes; 0: no journal (default 8388608)"},
     {"cors", 1, OPT_CORS, "AUTHMOCK_CORS", "ORIGIN",
      "send CORS headers for ORIGIN and answer preflights"},
     {"tls-cert", 1, OPT_TLS_CERT, "AUTHMOCK_TLS_CERT", "FILE",
@@ -203,6 +207,11 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
             goto bad_number;
         cfg->journal_max = n;
         return 0;
+    case OPT_JOURNAL_MAX_BYTES:
+        if (parse_long(val, 0, 1L << 40, &n))
+            goto bad_number;
+        cfg->journal_max_bytes = n;
+        return 0;
     case OPT_CORS:
         cfg->cors = val;
         return 0;
@@ -249,6 +258,7 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     cfg->db = ":memory:";
     cfg->profile = PROFILE_DOCUMENTED;
     cfg->journal_max = 10000;
+    cfg->journal_max_bytes = 8L << 20;
     cfg->threads = 0;
     cfg->connection_timeout = 30;
     cfg->max_connections = 1024;

@@ -24,6 +24,7 @@ struct config {
     int log_json;
     int quiet;
     long journal_max;
+    long journal_max_bytes;
     const char *cors;
     const char *tls_cert;
     const char *tls_key;

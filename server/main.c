@@ -7,6 +7,7 @@
 #include "app.h"
 #include "clock.h"
 #include "http.h"
+#include "journal.h"
 #include "log.h"
 #include "mesh.h"
 #include "onlyoffice.h"
@@ -235,6 +236,10 @@ int main(int argc, char **argv)
                 store_errmsg(app.store));
         goto out;
     }
+    if (journal_init(&app)) {
+        fprintf(stderr, "authmock: no memory for a journal of %ld entries\n", app.cfg.journal_max);
+        goto out;
+    }
     watch_start(&app);
     int served = http_serve(&app, err, sizeof err);
     watch_stop();
@@ -246,6 +251,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     problems_free(&p);
+    journal_free(&app);
     scenario_engine_free(app.engine);
     state_close(app.state);
     store_close(app.store);
