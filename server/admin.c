@@ -216,16 +216,16 @@ static void h_scenarios_add(struct app *app, const struct http_request *req,
         return;
     }
     problems_free(&p);
-    struct scenario_set *cur = scenario_engine_acquire(app->engine);
-    int replaced = scenario_set_find(cur, scenario_name(s)) != NULL;
-    struct scenario_set *next = scenario_set_copy(cur, NULL, 0, app->apis, app->napis);
-    scenario_set_release(cur);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", scenario_name(s));
-    cJSON_AddBoolToObject(o, "replaced", replaced);
-    scenario_set_add(next, s);
-    scenario_engine_swap(app->engine, next);
-    http_reply_json(resp, replaced ? 200 : 201, NULL, o);
+    int replaced = 0;
+    /* Concurrent uploads apply one after another: the last one's scenario stands. */
+    if (scenario_engine_put(app->engine, s, &replaced)) {
+        http_reply_error(resp, 500, "the scenario could not be stored");
+    } else {
+        cJSON_AddBoolToObject(o, "replaced", replaced);
+        http_reply_json(resp, replaced ? 200 : 201, NULL, o);
+    }
     cJSON_Delete(o);
 }
 
@@ -250,15 +250,15 @@ static void h_scenario_delete(struct app *app, const struct http_request *req,
 {
     if (authorize(app, req, resp))
         return;
-    struct scenario_set *cur = scenario_engine_acquire(app->engine);
-    struct scenario_set *next = scenario_set_copy(cur, NULL, 0, app->apis, app->napis);
-    scenario_set_release(cur);
-    if (scenario_set_remove(next, req->params[0]) != 0) {
-        scenario_set_release(next);
+    int rc = scenario_engine_delete(app->engine, req->params[0]);
+    if (rc > 0) {
         http_reply_error(resp, 404, "there is no scenario named '%s'", req->params[0]);
         return;
     }
-    scenario_engine_swap(app->engine, next);
+    if (rc < 0) {
+        http_reply_error(resp, 500, "the scenario could not be deleted");
+        return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "deleted", req->params[0]);
     http_reply_json(resp, 200, NULL, o);

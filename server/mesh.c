@@ -943,10 +943,11 @@ static void describe_step(const struct scenario_step_info *info, void *cls)
         add_unique_string(dc->mfa, "deviceConfirmation");
 }
 
-static void h_schemes(struct app *app, const struct http_request *req, struct http_response *resp)
+/* The schemes list depends only on the integration fixtures (fixed while the
+ * server runs) and the scenario set, so it is rendered once per set. */
+static char *render_schemes(const struct scenario_set *set, void *cls, size_t *len)
 {
-    if (!check_client(app, req, resp))
-        return;
+    struct app *app = cls;
     cJSON *list = cJSON_CreateArray();
     const cJSON *integ;
     cJSON_ArrayForEach(integ, app->fixtures.mesh_integrations)
@@ -963,7 +964,7 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
         cJSON *facts = cJSON_CreateObject();
         cJSON_AddStringToObject(facts, "type", type);
         cJSON_AddStringToObject(facts, "schemeType", scheme);
-        scenario_engine_describe(app->engine, "mesh", facts, describe_step, &dc);
+        scenario_set_describe(set, "mesh", facts, describe_step, &dc);
         cJSON_Delete(facts);
         cJSON_AddItemToObject(s, "authenticationSteps", dc.steps);
         cJSON_AddItemToObject(s, "mfaSchemes", dc.mfa);
@@ -973,7 +974,26 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
             cJSON_AddItemToObject(s, "trueAuthAuthenticaion", cJSON_Duplicate(ta, 1));
         cJSON_AddItemToArray(list, s);
     }
-    send_envelope(resp, envelope(list, 1, "ok", "", NULL, ""), "ok");
+    cJSON *env = envelope(list, 1, "ok", "", NULL, "");
+    char *text = json_render(env, len);
+    cJSON_Delete(env);
+    return text;
+}
+
+static void h_schemes(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (!check_client(app, req, resp))
+        return;
+    struct scenario_set *set = scenario_engine_acquire(app->engine);
+    size_t len;
+    const char *text =
+        scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES, render_schemes, app, &len);
+    int http = mesh_http_status("ok");
+    if (text)
+        http_reply_raw(resp, http ? http : 200, "application/json; charset=utf-8", text, len);
+    else
+        http_reply_error(resp, 500, "the authentication schemes could not be rendered");
+    scenario_set_release(set);
 }
 
 /* ---- managed endpoints ------------------------------------------------ */

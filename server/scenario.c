@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <regex.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,18 +97,49 @@ struct scenario {
     double *window;       /* per counter: the largest window of a limit on it, 0 if none */
     int requests_counter; /* index of "requests", or -1 */
     int weight;           /* how specific the binding is: 2 per request field, 1 per derived fact */
+    /* Sets share a parsed scenario: each holds a reference, the last frees it. */
+    _Atomic int refs;
+    uint64_t name_hash;
+    /* The binding's equality on an indexed request field (see index_fields),
+     * under which sets file the scenario; NULL key_field when it has none. */
+    const char *key_field;
+    const char *key_value;
+    uint64_t key_hash;
+};
+
+/* An open-addressing hash table (linear probing, power-of-two size, at most
+ * half full) of scenario pointers, hashed by name or by binding key. It holds
+ * no references of its own: the set's items array does. */
+struct table {
+    struct scenario **slots;
+    size_t cap, n;
+    int by_key;
+};
+
+struct memo {
+    char *text;
+    size_t len;
 };
 
 struct scenario_set {
     _Atomic int refs;
-    struct scenario **items;
+    struct scenario **items; /* sorted by name, so ties resolve the same way always */
     size_t n, cap;
+    struct table names;      /* every scenario, by name */
+    struct table keyed;      /* scenarios with a binding key, by (api, field, value) */
+    struct scenario **loose; /* scenarios without one: choose() tries them always */
+    size_t nloose, loose_cap;
+    /* Built at most once per set (sets are never changed once published). */
+    _Atomic(struct memo *) memo[SCENARIO_MEMO_COUNT];
 };
 
 struct scenario_engine {
     struct store *store;
     struct state *state;
     pthread_mutex_t set_lock;
+    /* Serialises the writers (uploads, deletes, reloads): each copies the set
+     * it replaces, so two at once would lose one's change. */
+    pthread_mutex_t write_lock;
     struct scenario_set *set;
 };
 
@@ -131,7 +163,7 @@ static void free_conds(struct field_cond *c, size_t n)
 
 void scenario_free(struct scenario *s)
 {
-    if (!s)
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     free_conds(s->bind, s->nbind);
     for (size_t i = 0; i < s->nstates; i++) {
@@ -572,6 +604,48 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
     }
 }
 
+/* FNV-1a over each string and its terminator, so ("ab", "c") and ("a", "bc") differ. */
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    do {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    } while (*s++);
+    return h;
+}
+
+#define HASH_SEED 14695981039346656037ULL
+
+static uint64_t key_hash(const char *api, const char *field, const char *value)
+{
+    return hash_str(hash_str(hash_str(HASH_SEED, api), field), value);
+}
+
+/* The request fields bindings are indexed by: the bundled scenarios bind
+ * accounts by mesh `username` or onlyoffice `userName`, a few by broker
+ * `type`. A binding holding an equality on one of these can only match a
+ * request carrying that exact string, so choose() looks it up by the
+ * request's value instead of trying every scenario. */
+static const char *const index_fields[] = {"username", "userName", "type"};
+#define NINDEX_FIELDS (sizeof index_fields / sizeof index_fields[0])
+
+static void index_keys(struct scenario *s)
+{
+    s->name_hash = hash_str(HASH_SEED, s->name);
+    for (size_t f = 0; f < NINDEX_FIELDS && !s->key_field; f++) {
+        for (size_t i = 0; i < s->nbind; i++) {
+            const struct field_cond *c = &s->bind[i];
+            if (c->op == COND_EQUALS && cJSON_IsString(c->value) &&
+                strcmp(c->field, index_fields[f]) == 0) {
+                s->key_field = c->field;
+                s->key_value = c->value->valuestring;
+                s->key_hash = key_hash(s->api, s->key_field, s->key_value);
+                break;
+            }
+        }
+    }
+}
+
 struct scenario *scenario_parse(const char *file, const char *text, size_t len,
                                 const struct scenario_api *apis, size_t napis, struct problems *p)
 {
@@ -585,6 +659,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         return NULL;
     }
     struct scenario *s = calloc(1, sizeof *s);
+    atomic_init(&s->refs, 1);
     s->doc = doc;
     s->origin = strdup(file);
     s->requests_counter = -1;
@@ -688,6 +763,7 @@ done:
         scenario_free(s);
         return NULL;
     }
+    index_keys(s);
     return s;
 }
 
@@ -713,27 +789,160 @@ const cJSON *scenario_doc(const struct scenario *s)
 
 /* ---- sets ------------------------------------------------------------- */
 
+static uint64_t slot_hash(const struct table *t, const struct scenario *s)
+{
+    return t->by_key ? s->key_hash : s->name_hash;
+}
+
+static void table_place(struct table *t, struct scenario *s)
+{
+    size_t mask = t->cap - 1, i = (size_t)slot_hash(t, s) & mask;
+    while (t->slots[i])
+        i = (i + 1) & mask;
+    t->slots[i] = s;
+    t->n++;
+}
+
+static int table_insert(struct table *t, struct scenario *s)
+{
+    if (2 * (t->n + 1) > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 32;
+        struct scenario **slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return -1;
+        struct table grown = {slots, cap, 0, t->by_key};
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i])
+                table_place(&grown, t->slots[i]);
+        free(t->slots);
+        *t = grown;
+    }
+    table_place(t, s);
+    return 0;
+}
+
+/* Removes the slot holding `s`, shifting back the entries after it that
+ * probed past it, so no lookup ever stops early at the hole. */
+static void table_delete(struct table *t, const struct scenario *s)
+{
+    if (!t->cap)
+        return;
+    size_t mask = t->cap - 1, i = (size_t)slot_hash(t, s) & mask;
+    while (t->slots[i] && t->slots[i] != s)
+        i = (i + 1) & mask;
+    if (!t->slots[i])
+        return;
+    for (size_t j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+        size_t home = (size_t)slot_hash(t, t->slots[j]) & mask;
+        /* The entry at j stays when its home lies cyclically in (i, j]. */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        t->slots[i] = t->slots[j];
+        i = j;
+    }
+    t->slots[i] = NULL;
+    t->n--;
+}
+
+static int table_copy(struct table *dst, const struct table *src)
+{
+    *dst = *src;
+    if (!src->cap)
+        return 0;
+    dst->slots = malloc(src->cap * sizeof *dst->slots);
+    if (!dst->slots) {
+        dst->cap = dst->n = 0;
+        return -1;
+    }
+    memcpy(dst->slots, src->slots, src->cap * sizeof *dst->slots);
+    return 0;
+}
+
 struct scenario_set *scenario_set_new(void)
 {
     struct scenario_set *set = calloc(1, sizeof *set);
-    if (set)
-        atomic_init(&set->refs, 1);
+    if (!set)
+        return NULL;
+    atomic_init(&set->refs, 1);
+    set->keyed.by_key = 1;
+    for (size_t i = 0; i < SCENARIO_MEMO_COUNT; i++)
+        atomic_init(&set->memo[i], NULL);
     return set;
 }
 
-static int by_name(const void *a, const void *b)
+static void drop_memos(struct scenario_set *set)
 {
-    return strcmp((*(struct scenario *const *)a)->name, (*(struct scenario *const *)b)->name);
+    for (size_t i = 0; i < SCENARIO_MEMO_COUNT; i++) {
+        struct memo *m = atomic_exchange(&set->memo[i], NULL);
+        if (m)
+            free(m->text);
+        free(m);
+    }
+}
+
+/* Where `name` is in the sorted items, or where it would go (*found = 0). */
+static size_t set_position(const struct scenario_set *set, const char *name, int *found)
+{
+    size_t lo = 0, hi = set->n;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(set->items[mid]->name, name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int index_add(struct scenario_set *set, struct scenario *s)
+{
+    if (table_insert(&set->names, s))
+        return -1;
+    if (s->key_field)
+        return table_insert(&set->keyed, s);
+    if (set->nloose == set->loose_cap) {
+        size_t cap = set->loose_cap ? set->loose_cap * 2 : 16;
+        struct scenario **loose = realloc(set->loose, cap * sizeof *loose);
+        if (!loose)
+            return -1;
+        set->loose = loose;
+        set->loose_cap = cap;
+    }
+    set->loose[set->nloose++] = s;
+    return 0;
+}
+
+static void index_remove(struct scenario_set *set, const struct scenario *s)
+{
+    table_delete(&set->names, s);
+    if (s->key_field) {
+        table_delete(&set->keyed, s);
+        return;
+    }
+    for (size_t i = 0; i < set->nloose; i++) {
+        if (set->loose[i] == s) {
+            set->loose[i] = set->loose[--set->nloose];
+            return;
+        }
+    }
 }
 
 int scenario_set_add(struct scenario_set *set, struct scenario *s)
 {
-    for (size_t i = 0; i < set->n; i++) {
-        if (strcmp(set->items[i]->name, s->name) == 0) {
-            scenario_free(set->items[i]);
-            set->items[i] = s;
-            return 0;
-        }
+    int found;
+    size_t at = set_position(set, s->name, &found);
+    drop_memos(set);
+    if (found) {
+        index_remove(set, set->items[at]);
+        scenario_free(set->items[at]);
+        set->items[at] = s;
+        return index_add(set, s);
     }
     if (set->n == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 16;
@@ -743,18 +952,33 @@ int scenario_set_add(struct scenario_set *set, struct scenario *s)
         set->items = items;
         set->cap = cap;
     }
-    set->items[set->n++] = s;
-    /* Sorted by name, so ties between equally specific bindings resolve the same way always. */
-    qsort(set->items, set->n, sizeof *set->items, by_name);
+    if (index_add(set, s))
+        return -1;
+    /* Inserted in place: re-sorting after every add made loading n files O(n² log n). */
+    memmove(&set->items[at + 1], &set->items[at], (set->n - at) * sizeof *set->items);
+    set->items[at] = s;
+    set->n++;
     return 0;
 }
 
 const struct scenario *scenario_set_find(const struct scenario_set *set, const char *name)
 {
-    for (size_t i = 0; i < set->n; i++)
-        if (strcmp(set->items[i]->name, name) == 0)
-            return set->items[i];
+    const struct table *t = &set->names;
+    if (!t->cap)
+        return NULL;
+    uint64_t h = hash_str(HASH_SEED, name);
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)h & mask; t->slots[i]; i = (i + 1) & mask)
+        if (t->slots[i]->name_hash == h && strcmp(t->slots[i]->name, name) == 0)
+            return t->slots[i];
     return NULL;
+}
+
+const struct scenario *scenario_set_find_api(const struct scenario_set *set, const char *name,
+                                             const char *api)
+{
+    const struct scenario *s = scenario_set_find(set, name);
+    return s && strcmp(s->api, api) == 0 ? s : NULL;
 }
 
 size_t scenario_set_count(const struct scenario_set *set)
@@ -769,7 +993,39 @@ void scenario_set_release(struct scenario_set *set)
     for (size_t i = 0; i < set->n; i++)
         scenario_free(set->items[i]);
     free(set->items);
+    free(set->names.slots);
+    free(set->keyed.slots);
+    free(set->loose);
+    drop_memos(set);
     free(set);
+}
+
+const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
+                              scenario_memo_fn build, void *cls, size_t *len)
+{
+    struct memo *m = atomic_load(&set->memo[slot]);
+    if (!m) {
+        struct memo *mine = calloc(1, sizeof *mine);
+        if (!mine)
+            return NULL;
+        mine->text = build(set, cls, &mine->len);
+        if (!mine->text) {
+            free(mine);
+            return NULL;
+        }
+        /* Two threads may build at once: the first to publish wins, the other
+         * frees its copy and answers with the winner's. */
+        struct memo *expected = NULL;
+        if (atomic_compare_exchange_strong(&set->memo[slot], &expected, mine)) {
+            m = mine;
+        } else {
+            free(mine->text);
+            free(mine);
+            m = expected;
+        }
+    }
+    *len = m->len;
+    return m->text;
 }
 
 struct load_ctx {
@@ -821,6 +1077,7 @@ struct scenario_engine *scenario_engine_new(struct store *store, struct state *s
     e->state = state;
     e->set = set;
     pthread_mutex_init(&e->set_lock, NULL);
+    pthread_mutex_init(&e->write_lock, NULL);
     return e;
 }
 
@@ -830,29 +1087,47 @@ void scenario_engine_free(struct scenario_engine *e)
         return;
     scenario_set_release(e->set);
     pthread_mutex_destroy(&e->set_lock);
+    pthread_mutex_destroy(&e->write_lock);
     free(e);
 }
 
-int scenario_engine_persist(struct scenario_engine *e)
+static int put_row(struct store *st, const struct scenario *s)
+{
+    char *json = cJSON_PrintUnformatted(s->doc);
+    sqlite3_stmt *q = store_stmt(st, ST_SCENARIO_PUT);
+    store_bind_text(q, 1, s->name);
+    store_bind_text(q, 2, s->api);
+    store_bind_text(q, 3, s->origin);
+    store_bind_text(q, 4, json);
+    int err = store_exec(st, q);
+    free(json);
+    return err;
+}
+
+/* Rewrites the whole table from `set`, which the caller holds a reference to. */
+static int persist_all(struct store *st, const struct scenario_set *set)
 {
     int err = 0;
-    store_lock(e->store);
-    store_exec(e->store, store_stmt(e->store, ST_BEGIN));
-    err |= store_exec(e->store, store_stmt(e->store, ST_SCENARIOS_CLEAR));
-    for (size_t i = 0; i < e->set->n; i++) {
-        struct scenario *s = e->set->items[i];
-        char *json = cJSON_PrintUnformatted(s->doc);
-        sqlite3_stmt *st = store_stmt(e->store, ST_SCENARIO_PUT);
-        store_bind_text(st, 1, s->name);
-        store_bind_text(st, 2, s->api);
-        store_bind_text(st, 3, s->origin);
-        store_bind_text(st, 4, json);
-        err |= store_exec(e->store, st);
-        free(json);
-    }
-    store_exec(e->store, store_stmt(e->store, err ? ST_ROLLBACK : ST_COMMIT));
-    store_unlock(e->store);
+    store_lock(st);
+    store_exec(st, store_stmt(st, ST_BEGIN));
+    err |= store_exec(st, store_stmt(st, ST_SCENARIOS_CLEAR));
+    for (size_t i = 0; i < set->n; i++)
+        err |= put_row(st, set->items[i]);
+    store_exec(st, store_stmt(st, err ? ST_ROLLBACK : ST_COMMIT));
+    store_unlock(st);
     return err ? -1 : 0;
+}
+
+static struct scenario_set *engine_acquire(struct scenario_engine *e);
+
+int scenario_engine_persist(struct scenario_engine *e)
+{
+    pthread_mutex_lock(&e->write_lock);
+    struct scenario_set *set = engine_acquire(e);
+    int err = persist_all(e->store, set);
+    scenario_set_release(set);
+    pthread_mutex_unlock(&e->write_lock);
+    return err;
 }
 
 /* Finds a field by dotted path ("countryInfo.countryCode") in the facts. */
@@ -992,26 +1267,47 @@ static void generate(cJSON **vars, const struct generate *g)
  * while no request field contradicts its binding and nothing binds more
  * specifically, else the most specific binding (2 points per condition on a
  * request field, 1 per condition on a derived fact; ties by name). */
+static void consider(struct scenario *s, const struct scenario_request *req, struct scenario **best)
+{
+    if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, 0))
+        return;
+    /* Candidates come in no particular order: the name breaks ties, as the
+     * sorted scan did. */
+    if (!*best || s->weight > (*best)->weight ||
+        (s->weight == (*best)->weight && strcmp(s->name, (*best)->name) < 0))
+        *best = s;
+}
+
 static struct scenario *choose(const struct scenario_set *set, const struct scenario_request *req,
                                struct scenario *stored, int *err)
 {
     *err = 0;
     if (req->forced) {
-        for (size_t i = 0; i < set->n; i++)
-            if (strcmp(set->items[i]->name, req->forced) == 0 &&
-                strcmp(set->items[i]->api, req->api) == 0)
-                return set->items[i];
+        const struct scenario *f = scenario_set_find_api(set, req->forced, req->api);
+        if (f)
+            return (struct scenario *)f;
         *err = SCENARIO_UNKNOWN_FORCED;
         return NULL;
     }
+    /* Only the scenarios that can bind: those filed under this request's value
+     * of an indexed field, and those with no indexable binding. */
     struct scenario *best = NULL;
-    for (size_t i = 0; i < set->n; i++) {
-        struct scenario *s = set->items[i];
-        if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, 0))
+    const struct table *t = &set->keyed;
+    for (size_t f = 0; f < NINDEX_FIELDS && t->cap; f++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->facts, index_fields[f]);
+        if (!cJSON_IsString(v))
             continue;
-        if (!best || s->weight > best->weight)
-            best = s;
+        uint64_t h = key_hash(req->api, index_fields[f], v->valuestring);
+        size_t mask = t->cap - 1;
+        for (size_t i = (size_t)h & mask; t->slots[i]; i = (i + 1) & mask) {
+            struct scenario *s = t->slots[i];
+            if (s->key_hash == h && strcmp(s->key_field, index_fields[f]) == 0 &&
+                strcmp(s->key_value, v->valuestring) == 0)
+                consider(s, req, &best);
+        }
     }
+    for (size_t i = 0; i < set->nloose; i++)
+        consider(set->loose[i], req, &best);
     if (stored && bind_holds(stored, req->facts, 1) && (!best || stored->weight >= best->weight))
         return stored;
     if (!best)
@@ -1216,10 +1512,9 @@ static void add_field(struct scenario_step_info *info, const char *field)
         info->next_fields[info->nnext_fields++] = field;
 }
 
-void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
-                              scenario_step_fn fn, void *cls)
+void scenario_set_describe(const struct scenario_set *set, const char *api, const cJSON *facts,
+                           scenario_step_fn fn, void *cls)
 {
-    struct scenario_set *set = engine_acquire(e);
     for (size_t i = 0; i < set->n; i++) {
         const struct scenario *s = set->items[i];
         if (strcmp(s->api, api) != 0 || !bind_holds(s, facts, 1))
@@ -1237,6 +1532,13 @@ void scenario_engine_describe(struct scenario_engine *e, const char *api, const 
             }
         }
     }
+}
+
+void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
+                              scenario_step_fn fn, void *cls)
+{
+    struct scenario_set *set = engine_acquire(e);
+    scenario_set_describe(set, api, facts, fn, cls);
     scenario_set_release(set);
 }
 
@@ -1245,7 +1547,8 @@ struct scenario_set *scenario_engine_acquire(struct scenario_engine *e)
     return engine_acquire(e);
 }
 
-void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set)
+/* Publishes `set` (taking over the caller's reference). Call with write_lock held. */
+static void engine_publish(struct scenario_engine *e, struct scenario_set *set)
 {
     pthread_mutex_lock(&e->set_lock);
     struct scenario_set *old = e->set;
@@ -1253,57 +1556,154 @@ void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set)
     pthread_mutex_unlock(&e->set_lock);
     /* Requests still holding the old set finish with it; the last one frees it. */
     scenario_set_release(old);
-    scenario_engine_persist(e);
+}
+
+void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set)
+{
+    pthread_mutex_lock(&e->write_lock);
+    atomic_fetch_add(&set->refs, 1); /* persisted below, after another writer may replace it */
+    engine_publish(e, set);
+    persist_all(e->store, set);
+    scenario_set_release(set);
+    pthread_mutex_unlock(&e->write_lock);
+}
+
+/* A copy sharing every scenario of `set`: pointers with references taken,
+ * the indexes copied flat. No scenario is parsed again. */
+static struct scenario_set *set_clone(const struct scenario_set *set)
+{
+    struct scenario_set *copy = scenario_set_new();
+    if (!copy)
+        return NULL;
+    copy->cap = set->n + 1;
+    copy->items = malloc(copy->cap * sizeof *copy->items);
+    copy->loose_cap = set->nloose + 1;
+    copy->loose = malloc(copy->loose_cap * sizeof *copy->loose);
+    if (!copy->items || !copy->loose || table_copy(&copy->names, &set->names) ||
+        table_copy(&copy->keyed, &set->keyed)) {
+        scenario_set_release(copy);
+        return NULL;
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        atomic_fetch_add(&set->items[i]->refs, 1);
+        copy->items[i] = set->items[i];
+    }
+    copy->n = set->n;
+    memcpy(copy->loose, set->loose, set->nloose * sizeof *copy->loose);
+    copy->nloose = set->nloose;
+    return copy;
+}
+
+int scenario_engine_put(struct scenario_engine *e, struct scenario *s, int *replaced)
+{
+    pthread_mutex_lock(&e->write_lock);
+    struct scenario_set *cur = engine_acquire(e);
+    struct scenario_set *next = set_clone(cur);
+    scenario_set_release(cur);
+    if (!next) {
+        pthread_mutex_unlock(&e->write_lock);
+        scenario_free(s);
+        return -1;
+    }
+    *replaced = scenario_set_find(next, s->name) != NULL;
+    atomic_fetch_add(&s->refs, 1); /* ours, for the row written below */
+    int err = scenario_set_add(next, s);
+    if (err) {
+        scenario_set_release(next);
+    } else {
+        engine_publish(e, next);
+        store_lock(e->store);
+        err = put_row(e->store, s);
+        store_unlock(e->store);
+    }
+    scenario_free(s);
+    pthread_mutex_unlock(&e->write_lock);
+    return err ? -1 : 0;
+}
+
+int scenario_engine_delete(struct scenario_engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->write_lock);
+    struct scenario_set *cur = engine_acquire(e);
+    int found = scenario_set_find(cur, name) != NULL;
+    struct scenario_set *next = found ? set_clone(cur) : NULL;
+    scenario_set_release(cur);
+    int rc = !found ? 1 : !next ? -1 : 0;
+    if (next) {
+        scenario_set_remove(next, name);
+        engine_publish(e, next);
+        store_lock(e->store);
+        sqlite3_stmt *q = store_stmt(e->store, ST_SCENARIO_DELETE);
+        store_bind_text(q, 1, name);
+        if (store_exec(e->store, q))
+            rc = -1;
+        store_unlock(e->store);
+    }
+    pthread_mutex_unlock(&e->write_lock);
+    return rc;
+}
+
+size_t scenario_engine_reload(struct scenario_engine *e, struct scenario_set *files,
+                              const char *keep)
+{
+    pthread_mutex_lock(&e->write_lock);
+    struct scenario_set *cur = engine_acquire(e);
+    scenario_set_merge(files, scenario_set_copy(cur, keep, 0, NULL, 0));
+    scenario_set_release(cur);
+    atomic_fetch_add(&files->refs, 1);
+    engine_publish(e, files);
+    persist_all(e->store, files);
+    size_t n = files->n;
+    scenario_set_release(files);
+    pthread_mutex_unlock(&e->write_lock);
+    return n;
 }
 
 struct scenario_set *scenario_set_copy(const struct scenario_set *set, const char *origin,
                                        int invert, const struct scenario_api *apis, size_t napis)
 {
+    (void)apis;
+    (void)napis;
+    if (!origin && !invert)
+        return set_clone(set);
     struct scenario_set *copy = scenario_set_new();
     for (size_t i = 0; copy && i < set->n; i++) {
-        const struct scenario *s = set->items[i];
+        struct scenario *s = set->items[i];
         int match = !origin || strcmp(s->origin, origin) == 0;
         if (match == invert)
             continue;
-        /* A scenario's structs point into its document, so a copy is a re-parse. */
-        char *text = cJSON_PrintUnformatted(s->doc);
-        struct problems p = {0};
-        struct scenario *dup =
-            text ? scenario_parse(s->origin, text, strlen(text), apis, napis, &p) : NULL;
-        free(text);
-        problems_free(&p);
-        if (dup)
-            scenario_set_add(copy, dup);
+        atomic_fetch_add(&s->refs, 1);
+        if (scenario_set_add(copy, s))
+            scenario_free(s);
     }
     return copy;
 }
 
 int scenario_set_remove(struct scenario_set *set, const char *name)
 {
-    for (size_t i = 0; i < set->n; i++) {
-        if (strcmp(set->items[i]->name, name) == 0) {
-            scenario_free(set->items[i]);
-            memmove(&set->items[i], &set->items[i + 1], (set->n - i - 1) * sizeof *set->items);
-            set->n--;
-            return 0;
-        }
-    }
-    return -1;
+    int found;
+    size_t at = set_position(set, name, &found);
+    if (!found)
+        return -1;
+    drop_memos(set);
+    struct scenario *s = set->items[at];
+    index_remove(set, s);
+    memmove(&set->items[at], &set->items[at + 1], (set->n - at - 1) * sizeof *set->items);
+    set->n--;
+    scenario_free(s);
+    return 0;
 }
 
 void scenario_set_merge(struct scenario_set *dst, struct scenario_set *src)
 {
-    for (size_t i = 0; i < src->n; i++) {
-        if (!scenario_set_find(dst, src->items[i]->name) &&
-            scenario_set_add(dst, src->items[i]) == 0)
-            src->items[i] = NULL;
+    for (size_t i = 0; src && i < src->n; i++) {
+        struct scenario *s = src->items[i];
+        if (scenario_set_find(dst, s->name))
+            continue;
+        atomic_fetch_add(&s->refs, 1);
+        if (scenario_set_add(dst, s))
+            scenario_free(s);
     }
-    /* What was not moved is freed with src. */
-    size_t kept = 0;
-    for (size_t i = 0; i < src->n; i++)
-        if (src->items[i])
-            src->items[kept++] = src->items[i];
-    src->n = kept;
     scenario_set_release(src);
 }
 

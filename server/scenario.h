@@ -33,21 +33,39 @@ struct scenario;
 struct scenario_set;
 struct scenario_engine;
 
-/* Parses one scenario document. Returns NULL and adds problems when it is invalid. */
+/* Parses one scenario document. Returns NULL and adds problems when it is invalid.
+ * A parsed scenario is never changed: sets share it, each holding a reference. */
 struct scenario *scenario_parse(const char *file, const char *text, size_t len,
                                 const struct scenario_api *apis, size_t napis, struct problems *p);
+/* Releases a reference (the one scenario_parse returned); the last frees it. */
 void scenario_free(struct scenario *s);
 const char *scenario_name(const struct scenario *s);
 const char *scenario_api_name(const struct scenario *s);
 const char *scenario_origin(const struct scenario *s);
 const cJSON *scenario_doc(const struct scenario *s);
 
-/* A set of scenarios. Adding a scenario whose name is taken replaces it. */
+/* A set of scenarios, sorted by name and indexed by name and by binding.
+ * Adding a scenario (taking over the caller's reference) whose name is taken
+ * replaces it. A set is changed only before it is published to the engine;
+ * after that it is read-only and shared. */
 struct scenario_set *scenario_set_new(void);
 int scenario_set_add(struct scenario_set *set, struct scenario *s);
 size_t scenario_set_count(const struct scenario_set *set);
+/* By name, in constant time; _api also requires the scenario's api. */
 const struct scenario *scenario_set_find(const struct scenario_set *set, const char *name);
+const struct scenario *scenario_set_find_api(const struct scenario_set *set, const char *name,
+                                             const char *api);
 void scenario_set_release(struct scenario_set *set);
+
+/* Text derived from a set alone (with data that never changes while the
+ * server runs), built on first use and kept until the set is freed. One slot
+ * per use. */
+enum scenario_memo { SCENARIO_MEMO_MESH_SCHEMES, SCENARIO_MEMO_COUNT };
+typedef char *(*scenario_memo_fn)(const struct scenario_set *set, void *cls, size_t *len);
+/* The slot's text, building it with `build` (which returns malloc'd text) when
+ * it is the first use; NULL when building fails. Safe from any thread. */
+const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
+                              scenario_memo_fn build, void *cls, size_t *len);
 /* Loads every *.json file of `dir` into `set`. Returns the number of problems added. */
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p);
@@ -71,13 +89,28 @@ typedef void (*scenario_step_fn)(const struct scenario_step_info *info, void *cl
  * contradict `facts` (conditions on fields absent from facts are ignored). */
 void scenario_engine_describe(struct scenario_engine *e, const char *api, const cJSON *facts,
                               scenario_step_fn fn, void *cls);
+void scenario_set_describe(const struct scenario_set *set, const char *api, const cJSON *facts,
+                           scenario_step_fn fn, void *cls);
 
 /* The current set, held until scenario_set_release. */
 struct scenario_set *scenario_engine_acquire(struct scenario_engine *e);
-/* Replaces the current set (taking over the caller's reference) and persists it. */
+/* The writers below are serialised: concurrent ones each apply in turn, the
+ * last one's change standing. */
+/* Replaces the current set (taking over the caller's reference) and rewrites
+ * the store's scenarios table from it. */
 void scenario_engine_swap(struct scenario_engine *e, struct scenario_set *set);
-/* A new set with re-parsed copies of every scenario of `set` whose origin is
- * (or, with `invert`, is not) `origin`; NULL origin copies all. */
+/* Adds or replaces one scenario (taking over the caller's reference) and
+ * writes its row only; *replaced says whether the name was taken. 0 or -1. */
+int scenario_engine_put(struct scenario_engine *e, struct scenario *s, int *replaced);
+/* Removes one scenario and its row: 0, 1 when there is none, -1 on error. */
+int scenario_engine_delete(struct scenario_engine *e, const char *name);
+/* Replaces the current set with `files` (taken over) plus the current set's
+ * scenarios of origin `keep` that `files` does not name, and rewrites the
+ * table. Returns how many scenarios the new set has. */
+size_t scenario_engine_reload(struct scenario_engine *e, struct scenario_set *files,
+                              const char *keep);
+/* A new set sharing every scenario of `set` whose origin is (or, with
+ * `invert`, is not) `origin`; NULL origin copies all. apis is unused. */
 struct scenario_set *scenario_set_copy(const struct scenario_set *set, const char *origin,
                                        int invert, const struct scenario_api *apis, size_t napis);
 int scenario_set_remove(struct scenario_set *set, const char *name);
@@ -104,7 +137,7 @@ cJSON *scenario_session(struct scenario_engine *e, const char *ns, const char *a
 int scenario_force(struct scenario_engine *e, const char *ns, const char *api, const char *identity,
                    const char *scenario, const char *state);
 
-/* Writes the scenarios of the current set into the store's scenarios table. */
+/* Rewrites the store's scenarios table from the current set (at start). */
 int scenario_engine_persist(struct scenario_engine *e);
 
 struct scenario_request {

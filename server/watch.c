@@ -66,12 +66,9 @@ static void reload(void)
         problems_free(&p);
         return;
     }
-    /* Scenarios added through the admin API are not in the directory: keep them. */
-    struct scenario_set *cur = scenario_engine_acquire(app->engine);
-    scenario_set_merge(set, scenario_set_copy(cur, "admin", 0, app->apis, app->napis));
-    scenario_set_release(cur);
-    size_t n = scenario_set_count(set);
-    scenario_engine_swap(app->engine, set);
+    /* Scenarios added through the admin API are not in the directory: keep
+     * them, including one uploaded while the files were being read. */
+    size_t n = scenario_engine_reload(app->engine, set, "admin");
     log_info("reloaded %zu scenarios from %s", n, app->cfg.scenarios);
 }
 

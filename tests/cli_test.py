@@ -404,6 +404,97 @@ def test_namespaces_stay_apart_under_parallel_load():
         stop(p)
 
 
+def upload_scenarios(port, names, statuses):
+    """Uploads one small scenario per name over a kept-alive connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for name in names:
+            doc = {"name": name, "api": "mesh", "bind": {"username": f"{name}@example.com"},
+                   "initial": "a", "states": {"a": [{"reply": {"outcome": "succeeded"}}]}}
+            c.request("POST", "/__admin/scenarios", body=json.dumps(doc),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            statuses.append(r.status)
+    finally:
+        c.close()
+
+
+def bundled_scenarios():
+    return sum(1 for _, _, files in os.walk(os.path.join(ROOT, "scenarios"))
+               for f in files if f.endswith(".json"))
+
+
+def listed_scenarios(port):
+    status, _, data = request(port, "GET", "/__admin/scenarios", headers={}, timeout=30)
+    assert status == 200, status
+    return {s["name"] for s in json.loads(data)}
+
+
+def test_concurrent_uploads_and_reloads_all_land():
+    d = tempfile.mkdtemp()
+    p = None
+    try:
+        sdir = os.path.join(d, "s")
+        shutil.copytree(os.path.join(ROOT, "scenarios"), sdir)
+        p, port = start("--scenarios", sdir, "--threads", "4")
+        captcha = os.path.join(sdir, "mesh", "mesh-captcha.json")
+        text = open(captcha).read()
+        done = []
+
+        def touch():
+            # Rewrites one watched file until the uploads finish; writes further apart
+            # than the watcher's settling delay are one reload each.
+            n = 0
+            while not done and n < 400:
+                open(captcha, "w").write(text if n % 2 else text.replace("captchaChallenge", "delayed"))
+                n += 1
+                time.sleep(0.2)
+            open(captcha, "w").write(text)
+            return n
+
+        a, b = [], []
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            toucher = pool.submit(touch)
+            ua = pool.submit(upload_scenarios, port, [f"conc-a-{i:03d}" for i in range(300)], a)
+            ub = pool.submit(upload_scenarios, port, [f"conc-b-{i:03d}" for i in range(300)], b)
+            ua.result(timeout=120)
+            ub.result(timeout=120)
+            done.append(1)
+            assert toucher.result(timeout=30) > 0
+        assert len(a) == len(b) == 300 and set(a + b) <= {200, 201}, (sorted(set(a + b)), len(a), len(b))
+        time.sleep(0.5)  # the last reload settles
+        assert p.poll() is None, p.stderr.read()
+        names = listed_scenarios(port)
+        want = {f"conc-{w}-{i:03d}" for w in "ab" for i in range(300)}
+        assert want <= names, len(want - names)
+        assert len(names) == 600 + bundled_scenarios(), len(names)
+        assert login(port, "captcha@example.com")[1]["content"]["status"] == "captchaChallenge"
+        assert stop(p) == 0, p.stderr.read()
+    finally:
+        if p:
+            stop(p)
+        shutil.rmtree(d)
+
+
+def test_a_thousand_uploads_finish_in_bounded_time():
+    p, port = start()
+    try:
+        statuses = []
+        t = time.monotonic()
+        upload_scenarios(port, [f"many-{i:04d}" for i in range(1000)], statuses)
+        took = time.monotonic() - t
+        # A hang guard, not a benchmark: a set-sized cost per upload made this minutes.
+        assert took < 20, f"1000 uploads took {took:.1f} s"
+        assert statuses == [201] * 1000, sorted(set(statuses))
+        assert len(listed_scenarios(port)) == 1000 + bundled_scenarios()
+        status, _, _ = request(port, "DELETE", "/__admin/scenarios/many-0500", headers={})
+        assert status == 200
+        assert len(listed_scenarios(port)) == 999 + bundled_scenarios()
+    finally:
+        stop(p)
+
+
 def test_health_command():
     p, port = start("--admin-token", "tok")
     try:
