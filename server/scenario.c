@@ -1197,14 +1197,11 @@ static struct scenario_set *engine_acquire(struct scenario_engine *e)
     return set;
 }
 
-/* The scenario of `set` named `name` for `api`, or NULL. */
+/* The scenario of `set` named `name` for `api`, or NULL (through the set's name index). */
 static struct scenario *find_for_api(const struct scenario_set *set, const char *name,
                                      const char *api)
 {
-    for (size_t i = 0; i < set->n; i++)
-        if (strcmp(set->items[i]->name, name) == 0 && strcmp(set->items[i]->api, api) == 0)
-            return set->items[i];
-    return NULL;
+    return (struct scenario *)scenario_set_find_api(set, name, api);
 }
 
 /* The session key of a request: namespace, API and identity. */
