@@ -218,9 +218,11 @@ int main(int argc, char **argv)
     }
     int is_file = store_is_file(app.store);
     if (is_file) {
+        /* What a file database kept: the mock clock and uploaded scenarios. */
         char *clock = store_meta_get(app.store, "clock");
         clock_load(clock);
         free(clock);
+        scenario_load_uploaded(set, app.store, api_table, NAPIS);
     }
     struct state_limits limits = {app.cfg.max_sessions, app.cfg.max_tokens};
     if (state_open(&app.state, &limits, is_file ? app.store : NULL, err, sizeof err)) {

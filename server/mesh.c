@@ -1042,8 +1042,8 @@ static int refuse_if_degraded(struct app *app, struct http_response *resp)
 
 static void h_refresh(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || check_media_type(req, resp) ||
-        take_namespace(req, resp) || refuse_if_degraded(app, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp) ||
+        refuse_if_degraded(app, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)
@@ -1101,8 +1101,8 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
 static void h_delete_account(struct app *app, const struct http_request *req,
                              struct http_response *resp)
 {
-    if (!check_client(app, req, resp) || check_media_type(req, resp) ||
-        take_namespace(req, resp) || refuse_if_degraded(app, resp))
+    if (!check_client(app, req, resp) || check_media_type(req, resp) || take_namespace(req, resp) ||
+        refuse_if_degraded(app, resp))
         return;
     cJSON *body = managed_body(req, resp);
     if (!body)

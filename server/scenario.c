@@ -1120,6 +1120,31 @@ static int persist_all(struct store *st, const struct scenario_set *set)
 
 static struct scenario_set *engine_acquire(struct scenario_engine *e);
 
+int scenario_load_uploaded(struct scenario_set *set, struct store *store,
+                           const struct scenario_api *apis, size_t napis)
+{
+    int added = 0;
+    store_lock(store);
+    sqlite3_stmt *q = store_stmt(store, ST_SCENARIOS_BY_ORIGIN);
+    store_bind_text(q, 1, "admin");
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(q, 0);
+        const char *json = (const char *)sqlite3_column_text(q, 1);
+        struct problems p = {0};
+        struct scenario *s =
+            json ? scenario_parse("admin", json, strlen(json), apis, napis, &p) : NULL;
+        if (s && scenario_set_add(set, s) == 0)
+            added++;
+        else
+            log_error("--db: the uploaded scenario '%s' no longer validates; skipped: %s",
+                      name ? name : "?", p.text.data ? p.text.data : "");
+        problems_free(&p);
+    }
+    sqlite3_reset(q);
+    store_unlock(store);
+    return added;
+}
+
 int scenario_engine_persist(struct scenario_engine *e)
 {
     pthread_mutex_lock(&e->write_lock);

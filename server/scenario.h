@@ -70,6 +70,12 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p);
 
+/* Adds to `set` the scenarios a file database kept from admin uploads (they
+ * replace files' scenarios of the same name, as the uploads did); one that no
+ * longer validates is skipped with a log line. Returns how many were added. */
+int scenario_load_uploaded(struct scenario_set *set, struct store *store,
+                           const struct scenario_api *apis, size_t napis);
+
 struct state;
 struct scenario_engine *scenario_engine_new(struct store *store, struct state *state,
                                             struct scenario_set *set);

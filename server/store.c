@@ -190,6 +190,7 @@ static const char *const sql[ST_COUNT] = {
     [ST_STATE_CLEAR] = "DELETE FROM state",
     [ST_STATE_CLEAR_NS] = "DELETE FROM state WHERE ns = ?1",
     [ST_STATE_LOAD] = "SELECT kind, key, json FROM state",
+    [ST_SCENARIOS_BY_ORIGIN] = "SELECT name, json FROM scenarios WHERE origin = ?1",
 };
 
 /* A file database has one owner: "<db>.lock" is held with flock() for the

@@ -80,6 +80,7 @@ enum store_stmt_id {
     ST_STATE_CLEAR,
     ST_STATE_CLEAR_NS,
     ST_STATE_LOAD,
+    ST_SCENARIOS_BY_ORIGIN,
     ST_COUNT
 };
 

@@ -163,6 +163,33 @@ def test_state_and_clock_survive_restart():
         shutil.rmtree(d)
 
 
+def test_uploaded_scenarios_survive_restart():
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    doc = {"name": "kept-upload", "api": "mesh", "bind": {"username": "kept@example.com"},
+           "initial": "s", "states": {"s": [{"reply": {"content": {"status": "delayed"}}}]}}
+    try:
+        p, port = start("--db", db)
+        status, _, data = request(port, "POST", "/__admin/scenarios", doc, headers={})
+        assert status == 201, data
+        assert stop(p) == 0
+        p, port = start("--db", db)
+        status, headers, data = request(port, "GET", "/__admin/scenarios/kept-upload", headers={})
+        assert status == 200, data
+        assert headers.get("X-Authmock-Origin") == "admin", headers
+        status, body = login(port, "kept@example.com", uid="k")
+        assert body["content"]["status"] == "delayed", body
+        status, _, _ = request(port, "DELETE", "/__admin/scenarios/kept-upload", headers={})
+        assert status == 200
+        assert stop(p) == 0
+        p, port = start("--db", db)  # a deletion is kept too
+        status, _, _ = request(port, "GET", "/__admin/scenarios/kept-upload", headers={})
+        assert status == 404
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
 def test_sigkill_keeps_the_file_whole_and_loses_at_most_moments():
     d = tempfile.mkdtemp()
     db = os.path.join(d, "state.db")
