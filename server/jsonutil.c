@@ -109,119 +109,191 @@ int json_merge(cJSON *dst, const cJSON *src)
     return 0;
 }
 
-/* Writes a number exactly as cJSON_PrintUnformatted does, without its
- * sprintf + sscanf on every number: whole numbers in int range (most of what
- * authmock sends) take a digit loop. */
-static int render_number(struct buf *b, double d, int valueint)
+/* The renderer writes into a buffer it grows itself: one capacity check per
+ * piece, no call per character. */
+struct out {
+    char *data;
+    size_t len, cap;
+};
+
+static int out_reserve(struct out *o, size_t n)
 {
-    char num[32];
+    if (o->len + n + 1 <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap : 2048;
+    while (cap < o->len + n + 1)
+        cap *= 2;
+    char *p = realloc(o->data, cap);
+    if (!p)
+        return -1;
+    o->data = p;
+    o->cap = cap;
+    return 0;
+}
+
+static int out_put(struct out *o, const char *s, size_t n)
+{
+    if (out_reserve(o, n))
+        return -1;
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+    return 0;
+}
+
+/* Digits of a whole number below 1e15 in absolute value, with its sign. */
+static size_t whole_digits(char *buf, long long v)
+{
+    char rev[24];
+    size_t n = 0, k = 0;
+    unsigned long long u = v < 0 ? (unsigned long long)-v : (unsigned long long)v;
+    do {
+        rev[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[k++] = '-';
+    while (n)
+        buf[k++] = rev[--n];
+    return k;
+}
+
+/* Writes a number exactly as cJSON_PrintUnformatted does ("%d" when it equals
+ * its int value, else "%1.15g" when that reads back as the same double, else
+ * "%1.17g"), without its sprintf + sscanf per number. Whole numbers, and
+ * numbers with up to six decimals that are the double nearest their decimal
+ * text (money, mostly), take a digit loop; the rest go through snprintf. */
+static int render_number(struct out *o, double d, int valueint)
+{
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    char num[40];
     int n;
-    if (isnan(d) || isinf(d)) {
-        return buf_append(b, "null", 4);
-    } else if (d == (double)valueint) {
-        char rev[16];
-        unsigned long long u = valueint < 0 ? (unsigned long long)(-(long long)valueint)
-                                            : (unsigned long long)valueint;
-        n = 0;
-        do {
-            rev[n++] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        int k = 0;
-        if (valueint < 0)
-            num[k++] = '-';
-        while (n)
-            num[k++] = rev[--n];
-        return buf_append(b, num, (size_t)k);
+    if (isnan(d) || isinf(d))
+        return out_put(o, "null", 4);
+    if (d == (double)valueint && !(d == 0 && signbit(d)))
+        return out_put(o, num, whole_digits(num, valueint));
+    double a = fabs(d);
+    if (a >= 1e-4 && a < 1e15) {
+        for (int k = 0; k <= 6; k++) {
+            double scaled = d * pow10[k];
+            if (fabs(scaled) >= 1e15 || scaled != floor(scaled))
+                continue;
+            long long v = (long long)scaled;
+            /* Exactly the double strtod would give for the decimal text: an
+             * IEEE division of two exact values is correctly rounded too. */
+            if ((double)v / pow10[k] != d)
+                break;
+            long long p = (long long)pow10[k], whole = v / p, frac = v % p;
+            /* The shortest k may still end in zeros (0.07 is 70 / 1000 in
+             * doubles): %g drops them. */
+            while (k > 0 && frac % 10 == 0) {
+                frac /= 10;
+                k--;
+            }
+            size_t len = 0;
+            if (v < 0 && whole == 0)
+                num[len++] = '-';
+            len += whole_digits(num + len, whole);
+            if (k > 0) {
+                num[len++] = '.';
+                frac = frac < 0 ? -frac : frac;
+                for (int i = k - 1; i >= 0; i--) {
+                    num[len + (size_t)i] = (char)('0' + frac % 10);
+                    frac /= 10;
+                }
+                len += (size_t)k;
+            }
+            return out_put(o, num, len);
+        }
     }
     n = snprintf(num, sizeof num, "%1.15g", d);
     double test = strtod(num, NULL);
-    double max = fabs(test) > fabs(d) ? fabs(test) : fabs(d);
+    double max = fabs(test) > a ? fabs(test) : a;
     if (!(fabs(test - d) <= max * DBL_EPSILON))
         n = snprintf(num, sizeof num, "%1.17g", d);
-    return buf_append(b, num, (size_t)n);
+    return out_put(o, num, (size_t)n);
 }
 
-static int render_string(struct buf *b, const char *s)
+static int render_string(struct out *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    if (buf_append(b, "\"", 1))
+    const char *p = s ? s : "";
+    size_t n = strlen(p);
+    /* Room for the worst case: every byte escaped as \u00XX, and the quotes. */
+    if (out_reserve(o, n * 6 + 2))
         return -1;
-    const char *run = s ? s : "";
-    for (const char *p = run; p && *p; p++) {
+    char *w = o->data + o->len;
+    *w++ = '"';
+    for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c >= 32 && c != '"' && c != '\\')
+        if (c >= 32 && c != '"' && c != '\\') {
+            *w++ = (char)c;
             continue;
-        if (buf_append(b, run, (size_t)(p - run)))
-            return -1;
-        char esc[6] = {'\\', 0};
-        size_t n = 2;
+        }
+        *w++ = '\\';
         switch (c) {
         case '"':
-            esc[1] = '"';
+            *w++ = '"';
             break;
         case '\\':
-            esc[1] = '\\';
+            *w++ = '\\';
             break;
         case '\b':
-            esc[1] = 'b';
+            *w++ = 'b';
             break;
         case '\f':
-            esc[1] = 'f';
+            *w++ = 'f';
             break;
         case '\n':
-            esc[1] = 'n';
+            *w++ = 'n';
             break;
         case '\r':
-            esc[1] = 'r';
+            *w++ = 'r';
             break;
         case '\t':
-            esc[1] = 't';
+            *w++ = 't';
             break;
         default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
         }
-        if (buf_append(b, esc, n))
-            return -1;
-        run = p + 1;
     }
-    if (buf_append(b, run, strlen(run)))
-        return -1;
-    return buf_append(b, "\"", 1);
+    *w++ = '"';
+    o->len = (size_t)(w - o->data);
+    return 0;
 }
 
-static int render_item(struct buf *b, const cJSON *item)
+static int render_item(struct out *o, const cJSON *item)
 {
     switch (item->type & 0xFF) {
     case cJSON_NULL:
-        return buf_append(b, "null", 4);
+        return out_put(o, "null", 4);
     case cJSON_False:
-        return buf_append(b, "false", 5);
+        return out_put(o, "false", 5);
     case cJSON_True:
-        return buf_append(b, "true", 4);
+        return out_put(o, "true", 4);
     case cJSON_Number:
-        return render_number(b, item->valuedouble, item->valueint);
+        return render_number(o, item->valuedouble, item->valueint);
     case cJSON_String:
-        return render_string(b, item->valuestring);
+        return render_string(o, item->valuestring);
     case cJSON_Raw:
-        return item->valuestring ? buf_append(b, item->valuestring, strlen(item->valuestring)) : -1;
+        return item->valuestring ? out_put(o, item->valuestring, strlen(item->valuestring)) : -1;
     case cJSON_Array:
     case cJSON_Object: {
         int obj = (item->type & 0xFF) == cJSON_Object;
-        if (buf_append(b, obj ? "{" : "[", 1))
+        if (out_put(o, obj ? "{" : "[", 1))
             return -1;
         for (const cJSON *c = item->child; c; c = c->next) {
-            if (c != item->child && buf_append(b, ",", 1))
+            if (c != item->child && out_put(o, ",", 1))
                 return -1;
-            if (obj && (render_string(b, c->string) || buf_append(b, ":", 1)))
+            if (obj && (render_string(o, c->string) || out_put(o, ":", 1)))
                 return -1;
-            if (render_item(b, c))
+            if (render_item(o, c))
                 return -1;
         }
-        return buf_append(b, obj ? "}" : "]", 1);
+        return out_put(o, obj ? "}" : "]", 1);
     }
     default:
         return -1;
@@ -230,14 +302,15 @@ static int render_item(struct buf *b, const cJSON *item)
 
 char *json_render(const cJSON *item, size_t *len)
 {
-    struct buf b = {0};
-    if (!item || render_item(&b, item)) {
-        buf_free(&b);
+    struct out o = {0};
+    if (!item || render_item(&o, item) || out_reserve(&o, 0)) {
+        free(o.data);
         return NULL;
     }
+    o.data[o.len] = '\0';
     if (len)
-        *len = b.len;
-    return b.data;
+        *len = o.len;
+    return o.data;
 }
 
 cJSON *json_parse(const char *data, size_t len, size_t *err_offset)

@@ -5,6 +5,7 @@
  * serves, with every problem listed as "file: json-path: message".
  */
 #include "app.h"
+#include "arena.h"
 #include "clock.h"
 #include "http.h"
 #include "journal.h"
@@ -15,6 +16,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,9 +189,19 @@ int main(int argc, char **argv)
         return run_health(&app.cfg);
 
     log_init(app.cfg.log_json ? LOG_JSON : LOG_TEXT, app.cfg.quiet);
+    json_arena_install();
     /* A --db file that reaches the file size limit must fail its writes (and
      * degrade health), not kill the server. */
     signal(SIGXFSZ, SIG_IGN);
+    /* SIGTERM and SIGINT are taken by sigwait in http_serve: block them before
+     * the first thread starts (the state and journal threads start before
+     * the server), or the kernel may deliver one to a thread that lets it
+     * kill the process. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     rng_init(app.cfg.seeded, app.cfg.seed);
 
     struct problems p = {0};

@@ -2,6 +2,7 @@
  * router: one table of every module's routes, matched segment by segment.
  */
 #include "router.h"
+#include "arena.h"
 #include "admin.h"
 #include "http.h"
 #include "mesh.h"
@@ -115,7 +116,14 @@ void router_dispatch(struct app *app, struct http_request *req, struct http_resp
             req->params[i] = params[i];
         }
         resp->api = best->api;
+        /* The emulated APIs keep no cJSON tree past their answer: theirs come
+         * from the request's arena. Admin handlers keep uploaded scenarios. */
+        int arena = strcmp(best->api, "admin") != 0;
+        if (arena)
+            json_arena_begin();
         best->handler(app, req, resp);
+        if (arena)
+            json_arena_end();
         return;
     }
     if (allow[0]) {

@@ -11,6 +11,7 @@
 #include "scenario.h"
 #include "clock.h"
 #include "log.h"
+#include "arena.h"
 #include "rng.h"
 #include "state.h"
 
@@ -1475,8 +1476,21 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
     return changed;
 }
 
+static int step(struct scenario_engine *e, const struct scenario_request *req,
+                struct scenario_outcome *out);
+
 int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
                   struct scenario_outcome *out)
+{
+    /* Session variables outlive the request: they must not come from its arena. */
+    json_arena_pause();
+    int rc = step(e, req, out);
+    json_arena_resume();
+    return rc;
+}
+
+static int step(struct scenario_engine *e, const struct scenario_request *req,
+                struct scenario_outcome *out)
 {
     memset(out, 0, sizeof *out);
     out->set = engine_acquire(e);
@@ -2006,9 +2020,12 @@ static int expand_string(cJSON *item, const cJSON *vars)
     }
     if (!b.data)
         buf_append(&b, "", 0);
+    /* The old string came from cJSON's allocator (perhaps the request's
+     * arena), so cJSON frees it; the new one is plain malloc, which cJSON's
+     * free also takes. */
     char *old = item->valuestring;
     item->valuestring = b.data;
-    free(old);
+    cJSON_free(old);
     return 0;
 }
 

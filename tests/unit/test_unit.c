@@ -533,6 +533,50 @@ static void test_json_render(void)
         "\\u001f é ✓\",true,false,null,[],{}]",
         "{\"nested\":{\"list\":[1,[2,[3]],{\"k\":\"v\"}]},\"\\u0007key\":\"\"}",
     };
+    /* Numbers the fast paths take or must refuse: decimals of every length up
+     * to past six, signs, the 1e-4 and 1e15 edges, beyond int, and values that
+     * are not the double nearest their short decimal (0.1 + 0.2). */
+    static const double edge[] = {1500.25,
+                                  -1500.25,
+                                  0.07,
+                                  0.1 + 0.2,
+                                  1.005,
+                                  2.675,
+                                  1e-4,
+                                  -1e-4,
+                                  9.99e-5,
+                                  0.00015,
+                                  1e15,
+                                  1e15 - 1,
+                                  -1e15,
+                                  3e9,
+                                  -3e9,
+                                  123456.789,
+                                  0.1234567,
+                                  -0.5,
+                                  99999999999999.9,
+                                  4503599627370497.0,
+                                  1e300,
+                                  2.5e-320,
+                                  -0.0};
+    cJSON *nums = cJSON_CreateArray();
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+        cJSON_AddItemToArray(nums, cJSON_CreateNumber(edge[i]));
+    unsigned long long x = 88172645463325252ULL;
+    for (int i = 0; i < 5000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double scale[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 3};
+        double v = (double)(long long)(x % 2000000000000ULL) / scale[(x >> 40) % 9];
+        cJSON_AddItemToArray(nums, cJSON_CreateNumber((x >> 50) & 1 ? -v : v));
+    }
+    char *want_nums = cJSON_PrintUnformatted(nums);
+    char *got_nums = json_render(nums, NULL);
+    CHECK(want_nums && got_nums && strcmp(want_nums, got_nums) == 0);
+    free(want_nums);
+    free(got_nums);
+    cJSON_Delete(nums);
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
         cJSON *doc = cJSON_Parse(docs[i]);
         CHECK(doc != NULL);
