@@ -411,6 +411,12 @@ void problems_add(struct problems *p, const char *file, const char *path, const 
     p->count++;
 }
 
+void problems_merge(struct problems *dst, const struct problems *src)
+{
+    if (src->text.data && buf_append(&dst->text, src->text.data, src->text.len) == 0)
+        dst->count += src->count;
+}
+
 void problems_each(const struct problems *p, void (*fn)(const char *line, void *cls), void *cls)
 {
     for (const char *line = p->text.data; line && *line;) {

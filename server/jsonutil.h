@@ -60,5 +60,7 @@ void problems_add(struct problems *p, const char *file, const char *path, const 
     __attribute__((format(printf, 4, 5)));
 /* Calls fn with each "file: json-path: message" line, without its newline. */
 void problems_each(const struct problems *p, void (*fn)(const char *line, void *cls), void *cls);
+/* Appends every problem of `src` to `dst`. */
+void problems_merge(struct problems *dst, const struct problems *src);
 void problems_free(struct problems *p);
 #endif

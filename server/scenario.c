@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define REQUESTS_COUNTER "requests"
 
@@ -1029,40 +1030,96 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
     return m->text;
 }
 
-struct load_ctx {
-    struct scenario_set *set;
-    const struct scenario_api *apis;
-    size_t napis;
-    struct problems *p;
+/* Loading a directory: the file names are listed first, then the files are
+ * read and parsed on a few threads (start-up with a thousand scenario files
+ * is mostly open/read/parse), then added in name order on this thread, so
+ * problems and twins come out the same as with one thread. */
+struct load_file {
+    char *path;
+    struct scenario *s;
+    struct problems p;
 };
 
-static void load_one(const char *path, void *cls)
+struct load_job {
+    struct load_file *files;
+    size_t n, stride, first;
+    const struct scenario_api *apis;
+    size_t napis;
+};
+
+static void collect_path(const char *path, void *cls)
 {
-    struct load_ctx *lc = cls;
-    size_t len;
-    char *text = file_read(path, &len);
-    if (!text) {
-        problems_add(lc->p, path, "$", "cannot read: %s", strerror(errno));
+    struct load_job *job = cls;
+    struct load_file *f = realloc(job->files, (job->n + 1) * sizeof *f);
+    if (!f)
         return;
+    job->files = f;
+    memset(&f[job->n], 0, sizeof f[job->n]);
+    f[job->n].path = strdup(path);
+    if (f[job->n].path)
+        job->n++;
+}
+
+static void *parse_files(void *arg)
+{
+    const struct load_job *job = arg;
+    for (size_t i = job->first; i < job->n; i += job->stride) {
+        struct load_file *f = &job->files[i];
+        size_t len;
+        char *text = file_read(f->path, &len);
+        if (!text) {
+            problems_add(&f->p, f->path, "$", "cannot read: %s", strerror(errno));
+            continue;
+        }
+        f->s = scenario_parse(f->path, text, len, job->apis, job->napis, &f->p);
+        free(text);
     }
-    struct scenario *s = scenario_parse(path, text, len, lc->apis, lc->napis, lc->p);
-    free(text);
-    const struct scenario *twin = s ? scenario_set_find(lc->set, s->name) : NULL;
-    if (twin) {
-        problems_add(lc->p, path, "$.name", "'%s' is also the name of %s", s->name, twin->origin);
-        scenario_free(s);
-    } else if (s) {
-        scenario_set_add(lc->set, s);
-    }
+    return NULL;
 }
 
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p)
 {
     int before = p->count;
-    struct load_ctx lc = {set, apis, napis, p};
-    if (dir_walk_json(dir, load_one, &lc))
+    struct load_job all = {NULL, 0, 1, 0, apis, napis};
+    if (dir_walk_json(dir, collect_path, &all))
         problems_add(p, dir, "$", "cannot read the scenarios directory: %s", strerror(errno));
+    enum { MAX_THREADS = 4 };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nthreads =
+        all.n < 64 ? 1 : (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
+    struct load_job jobs[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (size_t t = 0; t < nthreads; t++) {
+        jobs[t] = all;
+        jobs[t].stride = nthreads;
+        jobs[t].first = t;
+        if (t > 0)
+            started[t] = pthread_create(&threads[t], NULL, parse_files, &jobs[t]) == 0;
+    }
+    parse_files(&jobs[0]);
+    for (size_t t = 1; t < nthreads; t++) {
+        if (started[t])
+            pthread_join(threads[t], NULL);
+        else
+            parse_files(&jobs[t]); /* no thread: this one does its share */
+    }
+    for (size_t i = 0; i < all.n; i++) {
+        struct load_file *f = &all.files[i];
+        problems_merge(p, &f->p);
+        const struct scenario *twin = f->s ? scenario_set_find(set, f->s->name) : NULL;
+        if (twin) {
+            problems_add(p, f->path, "$.name", "'%s' is also the name of %s", f->s->name,
+                         twin->origin);
+            scenario_free(f->s);
+        } else if (f->s) {
+            scenario_set_add(set, f->s);
+        }
+        problems_free(&f->p);
+        free(f->path);
+    }
+    free(all.files);
     return p->count - before;
 }
 
