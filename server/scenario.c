@@ -1832,6 +1832,8 @@ struct sessions_ctx {
     struct session_pick *heap;
     size_t n;
     cJSON *list;
+    size_t in_shard;    /* sessions taken from the shard being walked */
+    uint64_t threshold; /* pass two renders ticks from here up */
 };
 
 static void heap_sift_down(struct session_pick *h, size_t n, size_t i)
@@ -1907,41 +1909,62 @@ static cJSON *session_json(struct state_session *ss)
     return o;
 }
 
-static void collect_session(void *rec, void *cls)
+/* Whether a session is one the list asks for (its key's namespace and API). */
+static int session_wanted(const struct sessions_ctx *c, const struct state_session *ss)
 {
-    struct sessions_ctx *c = cls;
-    struct state_session *ss = rec;
-    if (!ss->scenario[0] || (c->before && ss->rec.tick >= c->before))
-        return;
+    if (!ss->scenario[0])
+        return 0;
     char ns[128];
     const char *api, *identity;
     size_t apilen;
     split_key(&ss->rec, ns, sizeof ns, &api, &apilen, &identity);
     if (c->ns && strcmp(c->ns, ns) != 0)
-        return;
-    if (c->api && (strlen(c->api) != apilen || strncmp(c->api, api, apilen) != 0))
-        return;
+        return 0;
+    return !c->api || (strlen(c->api) == apilen && strncmp(c->api, api, apilen) == 0);
+}
+
+static void shard_begin(void *cls)
+{
+    ((struct sessions_ctx *)cls)->in_shard = 0;
+}
+
+/* Pass one: the ticks of the `limit` newest wanted sessions. A shard's list
+ * is newest first, so a shard is left once it gave `limit` of them. */
+static int collect_session(void *rec, void *cls)
+{
+    struct sessions_ctx *c = cls;
+    struct state_session *ss = rec;
+    if (c->before && ss->rec.tick >= c->before)
+        return 0;
+    if (!session_wanted(c, ss))
+        return 0;
     struct session_pick pick = {ss->rec.tick, ss};
     if (c->n < c->limit) {
         c->heap[c->n] = pick;
         heap_sift_up(c->heap, c->n++);
-    } else if (c->limit && pick.tick > c->heap[0].tick) {
+    } else if (pick.tick > c->heap[0].tick) {
         c->heap[0] = pick;
         heap_sift_down(c->heap, c->n, 0);
     }
+    return ++c->in_shard >= c->limit;
 }
 
-/* Sessions are rendered while their shard is locked, so only ticks are kept
- * across shards: a second pass renders the chosen ones. */
-static void render_session(void *rec, void *cls)
+/* Pass two: render the wanted sessions at or above the threshold tick
+ * (records can change between the passes; the list is sorted after). */
+static int render_session(void *rec, void *cls)
 {
     struct sessions_ctx *c = cls;
     struct state_session *ss = rec;
-    for (size_t i = 0; i < c->n; i++)
-        if (c->heap[i].rec == rec && c->heap[i].tick == ss->rec.tick) {
-            cJSON *o = session_json(rec);
-            cJSON_AddItemToArray(c->list, o);
-        }
+    if (c->before && ss->rec.tick >= c->before)
+        return 0;
+    if (ss->rec.tick < c->threshold)
+        return 1;
+    if (session_wanted(c, ss)) {
+        cJSON_AddItemToArray(c->list, session_json(ss));
+        if (++c->in_shard >= c->limit)
+            return 1;
+    }
+    return 0;
 }
 
 static int by_cursor_desc(const void *a, const void *b)
@@ -1955,15 +1978,14 @@ cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *
                          uint64_t before, uint64_t *next)
 {
     struct sessions_ctx c = {
-        e, ns, api, before, (size_t)(limit > 0 ? limit : 1000), NULL, 0, cJSON_CreateArray()};
+        e, ns, api, before, (size_t)(limit > 0 ? limit : 1000), NULL, 0, cJSON_CreateArray(), 0, 0};
     c.heap = calloc(c.limit, sizeof *c.heap);
     *next = 0;
     if (!c.heap)
         return c.list;
-    /* Pass one keeps the `limit` newest; records can go between the passes,
-     * so pass two renders by pointer only what is still there. */
-    state_each(e->state, SK_SESSION, collect_session, &c);
-    state_each(e->state, SK_SESSION, render_session, &c);
+    state_each_recent(e->state, SK_SESSION, collect_session, shard_begin, &c);
+    c.threshold = c.n == c.limit ? c.heap[0].tick : 0;
+    state_each_recent(e->state, SK_SESSION, render_session, shard_begin, &c);
     free(c.heap);
     size_t n = (size_t)cJSON_GetArraySize(c.list);
     cJSON **items = calloc(n ? n : 1, sizeof *items);
@@ -1971,15 +1993,20 @@ cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *
     for (cJSON *it = c.list->child; it && items; it = it->next)
         items[k++] = it;
     if (items) {
-        qsort(items, n, sizeof *items, by_cursor_desc);
+        if (n)
+            qsort(items, n, sizeof *items, by_cursor_desc);
         cJSON *sorted = cJSON_CreateArray();
         for (size_t i = 0; i < n; i++) {
             cJSON_DetachItemViaPointer(c.list, items[i]);
-            cJSON_AddItemToArray(sorted, items[i]);
+            if (i < c.limit)
+                cJSON_AddItemToArray(sorted, items[i]);
+            else
+                cJSON_Delete(items[i]);
         }
         cJSON_Delete(c.list);
         c.list = sorted;
         free(items);
+        n = n < c.limit ? n : c.limit;
         /* A full page may have more after it: its last cursor continues. */
         if (n == c.limit && n > 0)
             *next = (uint64_t)cJSON_GetObjectItemCaseSensitive(

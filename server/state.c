@@ -66,6 +66,7 @@ struct map {
     size_t rec_size;
     size_t max_per_shard;
     unsigned bits; /* log2 of the shards in use */
+    int by_change; /* the list is in order of change, not of use (sessions: listed by it) */
     struct shard shards[STATE_SHARDS];
 };
 
@@ -282,8 +283,10 @@ static struct state_rec *get_rec(struct state *st, enum state_kind kind, const c
             rec_free(r);
             break;
         }
-        list_unlink(r);
-        list_push_front(&sh->lru, r);
+        if (!st->maps[kind].by_change) {
+            list_unlink(r);
+            list_push_front(&sh->lru, r);
+        }
         return r;
     }
     if (!create)
@@ -335,6 +338,11 @@ void state_touch(struct state *st, void *rec)
 {
     struct state_rec *r = rec;
     r->tick = atomic_fetch_add(&st->seq, 1) + 1;
+    if (st->maps[r->kind].by_change) {
+        struct shard *sh = shard_of(st, (enum state_kind)r->kind, r->hash);
+        list_unlink(r);
+        list_push_front(&sh->lru, r);
+    }
     if (st->store && !st->loading)
         dirty_mark(shard_of(st, (enum state_kind)r->kind, r->hash), r);
 }
@@ -399,6 +407,22 @@ void state_each(struct state *st, enum state_kind kind, state_each_fn fn, void *
         for (struct state_rec *r = sh->lru.lnext; r != &sh->lru; r = r->lnext)
             if (!is_dead(st, r))
                 fn(r, cls);
+        pthread_mutex_unlock(&sh->lock);
+    }
+}
+
+void state_each_recent(struct state *st, enum state_kind kind, state_each_until_fn fn,
+                       void (*shard_begin)(void *cls), void *cls)
+{
+    struct map *m = &st->maps[kind];
+    for (size_t i = 0; i < STATE_SHARDS; i++) {
+        struct shard *sh = &m->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        if (shard_begin)
+            shard_begin(cls);
+        for (struct state_rec *r = sh->lru.lnext; r != &sh->lru; r = r->lnext)
+            if (!is_dead(st, r) && fn(r, cls))
+                break;
         pthread_mutex_unlock(&sh->lock);
     }
 }
@@ -1124,6 +1148,10 @@ int state_open(struct state **out, const struct state_limits *lim, struct store 
                        : lim->max_tokens;
         m->kind = (enum state_kind)k;
         m->rec_size = rec_sizes[k];
+        /* Sessions are listed newest change first: their list keeps that order
+         * (so a page is read from the front of each shard), and the least
+         * recently changed go first. */
+        m->by_change = k == SK_SESSION;
         /* A shard per 256 records at least, up to STATE_SHARDS. */
         m->bits = 0;
         while (m->bits < SHARD_BITS && (256L << (m->bits + 1)) <= max)

@@ -161,6 +161,12 @@ void state_link_drop(struct state *st, enum state_kind kind, const char *key);
  * called with the shard locked and must not call state_get. */
 typedef void (*state_each_fn)(void *rec, void *cls);
 void state_each(struct state *st, enum state_kind kind, state_each_fn fn, void *cls);
+/* Like state_each, from each shard's most recently changed record on (for
+ * sessions, whose lists are in order of change); fn returns non-zero to go on
+ * to the next shard. */
+typedef int (*state_each_until_fn)(void *rec, void *cls);
+void state_each_recent(struct state *st, enum state_kind kind, state_each_until_fn fn,
+                       void (*shard_begin)(void *cls), void *cls);
 size_t state_count(struct state *st, enum state_kind kind);
 
 /* Forgets everything (ns NULL) or one namespace: O(1); memory is freed behind. */

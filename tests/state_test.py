@@ -223,8 +223,9 @@ def test_failed_state_writes_fail_requests_and_degrade_health():
     try:
         # A file size limit stands in for a full disk: writes past it fail.
         p = subprocess.Popen(
-            [BIN, "--port", "0", "--bind", "127.0.0.1", "--db", db],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [BIN, "--port", "0", "--bind", "127.0.0.1", "--quiet", "--db", db],
+            # Nobody reads its stderr while it runs: a full pipe would block it.
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
                                                   (limit, resource.RLIM_INFINITY)))
         procs.append(p)
