@@ -15,10 +15,10 @@
  * id, offset and length, oldest first.
  *
  * Nothing outside the lock points into the ring: readers copy the records
- * they select under the lock and render them after it. Clearing swaps the
- * ring for a spare one of the same size, so the lock is held for a few stores
- * (or, for one namespace, while the kept records are copied across); the old
- * ring's pages are then handed back to the system with MADV_DONTNEED.
+ * they select under the lock and render them after it. Clearing all swaps the
+ * ring for a spare one of the same size, so the lock is held for a few
+ * stores, and the old ring's pages are then handed back to the system with
+ * MADV_DONTNEED; clearing one namespace packs the other records in place.
  */
 #include "journal.h"
 #include "app.h"
@@ -61,7 +61,7 @@ struct slot {
 
 struct journal {
     pthread_mutex_t lock;  /* the ring, the slots and next_id */
-    pthread_mutex_t clear; /* taken first by a clear: it alone uses the spare ring */
+    pthread_mutex_t clear; /* taken first by a clear of all: it alone uses the spare ring */
     char *ring, *spare;    /* size bytes each, in one mapping */
     size_t size, mapped;   /* the bound, and the mapping's length (two rounded rings) */
     char *map;
@@ -404,38 +404,46 @@ long journal_count(struct app *app, const struct journal_filter *f)
     return n;
 }
 
-/* Forgets every entry, or one namespace's. Either way the ring is swapped for
- * the spare: forgetting all just empties it, forgetting a namespace copies the
- * other records across, packed from its start. The old ring's memory is handed
- * back after the lock is released. */
+/* Takes one namespace's records out, packing the others toward the head in
+ * place, oldest first, by the rule records are appended with (wrapping to the
+ * start when one does not fit before the end). A kept record never moves
+ * forward in ring order: where it lands is at most where it was, so it
+ * overwrites only space already vacated or its own old bytes (memmove), and
+ * the ring's pages, already present, take no faults under the lock. Call
+ * with the lock. */
+static void compact_without(struct journal *j, const char *ns)
+{
+    size_t kept = 0, cursor = j->count ? j->slots[j->head].off : 0;
+    for (size_t i = 0; i < j->count; i++) {
+        struct slot s = j->slots[(j->head + i) % j->cap];
+        const char *strs[NSTR];
+        strings_of((const struct rec *)(j->ring + s.off), strs);
+        if (str_eq(strs[S_NS], ns))
+            continue;
+        size_t dst = cursor + s.len <= j->size ? cursor : 0;
+        if (dst != s.off)
+            memmove(j->ring + dst, j->ring + s.off, s.len);
+        j->slots[(j->head + kept++) % j->cap] = (struct slot){s.id, dst, s.len};
+        cursor = dst + s.len;
+    }
+    j->count = kept;
+}
+
+/* Forgets one namespace's entries by compacting the ring, or every entry by
+ * swapping in the spare ring, empty, so the lock is held for a few stores;
+ * the old ring's pages are then handed back to the system. */
 static int forget(struct journal *j, const char *ns)
 {
+    if (ns) {
+        pthread_mutex_lock(&j->lock);
+        compact_without(j, ns);
+        pthread_mutex_unlock(&j->lock);
+        return 0;
+    }
     pthread_mutex_lock(&j->clear);
     pthread_mutex_lock(&j->lock);
     char *old = j->ring;
-    size_t kept = 0, off = 0, gone = ns ? 0 : j->count;
-    for (size_t i = 0; !gone && i < j->count; i++) {
-        const char *strs[NSTR];
-        strings_of(rec_at(j, i), strs);
-        gone += str_eq(strs[S_NS], ns);
-    }
-    if (!gone) { /* nothing to forget: no copy, no swap */
-        pthread_mutex_unlock(&j->lock);
-        pthread_mutex_unlock(&j->clear);
-        return 0;
-    }
-    for (size_t i = 0; ns && i < j->count; i++) {
-        struct slot s = j->slots[(j->head + i) % j->cap];
-        const char *strs[NSTR];
-        strings_of((const struct rec *)(old + s.off), strs);
-        if (str_eq(strs[S_NS], ns))
-            continue;
-        /* The kept records were disjoint in a ring of this size, so packed they fit. */
-        memcpy(j->spare + off, old + s.off, s.len);
-        j->slots[(j->head + kept++) % j->cap] = (struct slot){s.id, off, s.len};
-        off += s.len;
-    }
-    j->count = kept;
+    j->count = 0;
     j->ring = j->spare;
     j->spare = old;
     pthread_mutex_unlock(&j->lock);

@@ -615,7 +615,7 @@ static long entry_id(const cJSON *e)
 }
 
 /* 3,000 entries of 40 to 3,500 bytes through a 20,000-byte ring, namespace b
- * cleared every 500: after each, the listing is the newest entries, newest
+ * cleared every 37th: after each, the listing is the newest entries, newest
  * first, ids consecutive but for the cleared ones, every entry whole, and
  * paging with `before` walks the same list. */
 static void test_journal_wraps(void)
@@ -628,7 +628,7 @@ static void test_journal_wraps(void)
     long cleared_b = 0; /* the newest id when namespace b was last cleared */
     for (long id = 1; id <= 3000 && !failures_in_test; id++) {
         journal_add(&app, id); /* no clear takes an id, so entry `id` gets id `id` */
-        if (id % 500 == 0) {
+        if (id % 37 == 0) {
             CHECK(journal_clear(&app, "b") == 0);
             cleared_b = id;
         }
