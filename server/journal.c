@@ -351,42 +351,55 @@ cJSON *journal_list(struct app *app, const struct journal_filter *f, long *next_
     *next_before = 0;
     if (!j || f->limit <= 0)
         return list;
-    /* The matching records are copied out under the lock and rendered after it. */
-    size_t *picked = malloc((size_t)f->limit * sizeof *picked);
-    if (!picked)
+    size_t *lens = malloc((size_t)f->limit * sizeof *lens);
+    if (!lens)
         return list;
-    size_t prefix = prefix_of(f), n = 0, total = 0;
+    /* The matching records are copied out under the lock and rendered after it.
+     * A first pass only measures them: the buffer is allocated and its pages
+     * touched outside the lock, since faulting in megabytes of fresh pages would
+     * hold up every request for milliseconds. The journal may change in
+     * between, so the copying pass selects again, and measures again should the
+     * selection have grown. */
+    size_t prefix = prefix_of(f), n = 0, have = 0;
     char *copy = NULL;
-    pthread_mutex_lock(&j->lock);
-    for (size_t i = j->count; i-- > 0 && n < (size_t)f->limit;) {
-        if (matches(rec_at(j, i), f, prefix)) {
-            picked[n++] = i;
-            total += j->slots[(j->head + i) % j->cap].len;
+    for (;;) {
+        size_t total = 0;
+        n = 0;
+        pthread_mutex_lock(&j->lock);
+        for (size_t i = j->count; i-- > 0 && n < (size_t)f->limit;) {
+            const struct slot *s = &j->slots[(j->head + i) % j->cap];
+            if (!matches((const struct rec *)(j->ring + s->off), f, prefix))
+                continue;
+            if (total + s->len <= have)
+                memcpy(copy + total, j->ring + s->off, s->len);
+            lens[n++] = s->len;
+            total += s->len;
         }
-    }
-    if (n)
-        copy = malloc(total);
-    if (copy) {
-        char *dst = copy;
-        for (size_t k = 0; k < n; k++) {
-            const struct slot *s = &j->slots[(j->head + picked[k]) % j->cap];
-            memcpy(dst, j->ring + s->off, s->len);
-            picked[k] = s->len;
-            dst += s->len;
+        pthread_mutex_unlock(&j->lock);
+        if (total <= have)
+            break;
+        size_t want = have ? 2 * total : total;
+        free(copy);
+        copy = malloc(want);
+        if (!copy) {
+            n = 0;
+            break;
         }
+        for (size_t at = 0; at < want; at += 4096)
+            copy[at] = 0;
+        have = want;
     }
-    pthread_mutex_unlock(&j->lock);
     /* Lengths are multiples of REC_ALIGN, so each copied header stays aligned. */
     const char *p = copy;
-    for (size_t k = 0; copy && k < n; k++) {
+    for (size_t k = 0; k < n; k++) {
         const struct rec *h = (const struct rec *)p;
         cJSON_AddItemToArray(list, entry_json(h));
         if (k + 1 == n && n == (size_t)f->limit)
             *next_before = h->id;
-        p += picked[k];
+        p += lens[k];
     }
     free(copy);
-    free(picked);
+    free(lens);
     return list;
 }
 
