@@ -1,12 +1,24 @@
 /*
  * journal: an in-memory ring of the newest requests, bounded twice: at most
- * --journal-max entries (a slot array allocated once at start) and at most
- * --journal-max-bytes bytes of stored entries; the oldest go first. Each
- * entry is one allocation holding all its strings, built and redacted before
- * the lock is taken, so the critical section only moves pointers. Entries are
- * reference counted: the ring holds one reference and a reader listing the
- * journal takes one per entry it renders, so an entry evicted while it is
- * being rendered is freed by whoever lets go of it last, outside the lock.
+ * --journal-max entries and at most --journal-max-bytes bytes of stored
+ * entries; the oldest go first.
+ *
+ * The entries' bytes live in one byte ring of --journal-max-bytes bytes,
+ * mapped once at start, never in the malloc heap: entries written per request
+ * and freed in bulk would otherwise be scattered among the server's small
+ * long-lived records, and the heap could neither reuse nor return them whole.
+ * An entry is one record (a fixed header, then its strings, each
+ * NUL-terminated) appended at the tail; one that does not fit before the end
+ * of the ring starts again at its beginning, and the unused end is charged
+ * until the head passes it. The oldest records are evicted from the head
+ * until the new one fits. A slot array, allocated once, holds each record's
+ * id, offset and length, oldest first.
+ *
+ * Nothing outside the lock points into the ring: readers copy the records
+ * they select under the lock and render them after it. Clearing all swaps the
+ * ring for a spare one of the same size, so the lock is held for a few
+ * stores, and the old ring's pages are then handed back to the system with
+ * MADV_DONTNEED; clearing one namespace packs the other records in place.
  */
 #include "journal.h"
 #include "app.h"
@@ -14,63 +26,48 @@
 #include "jsonutil.h"
 #include "log.h"
 
-#include <malloc.h>
 #include <pthread.h>
-#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-/* Hands freed heap memory back to the system. Not under AddressSanitizer,
- * whose allocator is not glibc's: there malloc_trim walks arenas it does not
- * own, and crashed. */
-static void trim_heap(void)
-{
-#if !defined(__SANITIZE_ADDRESS__)
-    malloc_trim(0);
-#endif
-}
+/* The strings of a record, in the order they follow its header. */
+enum { S_NS, S_API, S_METHOD, S_PATH, S_QUERY, S_SCENARIO, S_FROM, S_TO, S_USER, S_BODY, NSTR };
 
-/* What a stored entry costs besides its own struct and strings: malloc's
- * header and rounding, charged so the byte bound tracks real memory. */
-#define ENTRY_OVERHEAD 32
+/* The length of a string a record does not have (rendered as null). */
+#define NO_STR UINT32_MAX
+/* Records start on this boundary, so their headers can be read in place. */
+#define REC_ALIGN 8
 
-struct jentry {
-    struct jentry *next; /* links evicted entries waiting to be released */
-    atomic_int refs;
+struct rec {
     long id;
-    double at;
+    double at; /* mock clock */
     double latency_ms;
+    size_t body_bytes; /* the request body's length as received */
     int status;
-    int body_json;      /* the stored body is whole JSON text, rendered as JSON */
-    int body_truncated; /* the stored body is the first JOURNAL_BODY_MAX bytes */
-    size_t body_bytes;  /* the request body's length as received */
-    size_t bytes;       /* what this entry counts against --journal-max-bytes */
-    const char *ns, *api, *method, *path, *query, *scenario, *state_from, *state_to, *user, *body;
-    char text[]; /* the strings above, each NUL-terminated */
+    unsigned char body_json;      /* the stored body is whole JSON text, rendered as JSON */
+    unsigned char body_truncated; /* the stored body is the first JOURNAL_BODY_MAX bytes */
+    uint32_t len[NSTR];           /* each string's length, or NO_STR */
+    /* then each present string and its NUL, in the order of len */
 };
 
-/* What a clear took out of the journal, for the reaper to free. */
-struct batch {
-    struct batch *next;
-    struct jentry **slots; /* a whole slot array swapped out, or NULL */
-    size_t head, count;
-    struct jentry *chain; /* entries taken out one by one */
+struct slot {
+    long id;
+    size_t off, len; /* the record's place in the ring */
 };
 
 struct journal {
-    pthread_mutex_t lock;
-    struct jentry **slots; /* cap pointers; the ring is slots[(head + i) % cap], oldest first */
+    pthread_mutex_t lock;  /* the ring, the slots and next_id */
+    pthread_mutex_t clear; /* taken first by a clear of all: it alone uses the spare ring */
+    char *ring, *spare;    /* size bytes each, in one mapping */
+    size_t size, mapped;   /* the bound, and the mapping's length (two rounded rings) */
+    char *map;
+    struct slot *slots; /* cap slots; the ring holds slots[(head + i) % cap], oldest first */
     size_t cap, head, count;
-    size_t bytes, max_bytes;
     long next_id;
-    /* Freeing a full journal and handing the memory back to the system takes
-     * tens of milliseconds, so a clear leaves it to this thread and answers at
-     * once. */
-    pthread_t reaper;
-    pthread_cond_t wake;
-    struct batch *pending;
-    int stopping;
 };
 
 void journal_redact(cJSON *doc)
@@ -86,8 +83,6 @@ void journal_redact(cJSON *doc)
     }
 }
 
-static void *reaper_main(void *arg);
-
 int journal_init(struct app *app)
 {
     app->journal = NULL;
@@ -96,84 +91,31 @@ int journal_init(struct app *app)
     struct journal *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
+    j->size = (size_t)app->cfg.journal_max_bytes;
+    /* No more records than headers fit in the ring can ever be held. */
     j->cap = (size_t)app->cfg.journal_max;
+    if (j->cap > j->size / sizeof(struct rec) + 1)
+        j->cap = j->size / sizeof(struct rec) + 1;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t half = (j->size + (size_t)page - 1) / (size_t)page * (size_t)page;
+    j->mapped = 2 * half;
     j->slots = calloc(j->cap, sizeof *j->slots);
-    if (!j->slots) {
-        free(j);
-        return -1;
-    }
-    j->max_bytes = (size_t)app->cfg.journal_max_bytes;
-    j->next_id = 1;
-    pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->wake, NULL);
-    if (pthread_create(&j->reaper, NULL, reaper_main, j)) {
-        pthread_cond_destroy(&j->wake);
-        pthread_mutex_destroy(&j->lock);
+    /* Pages are only backed once written, so an idle journal costs nothing. */
+    j->map = j->slots ? mmap(NULL, j->mapped, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                      : MAP_FAILED;
+    if (j->map == MAP_FAILED) {
         free(j->slots);
         free(j);
         return -1;
     }
+    j->ring = j->map;
+    j->spare = j->map + half;
+    j->next_id = 1;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_mutex_init(&j->clear, NULL);
     app->journal = j;
     return 0;
-}
-
-static void entry_release(struct jentry *e)
-{
-    if (atomic_fetch_sub(&e->refs, 1) == 1)
-        free(e);
-}
-
-/* Releases a chain of entries taken out of the ring. Call without the lock. */
-static void release_chain(struct jentry *e)
-{
-    while (e) {
-        struct jentry *next = e->next;
-        entry_release(e);
-        e = next;
-    }
-}
-
-/* Releases every entry of a detached slot array. Call without the lock. */
-static size_t release_slots(struct jentry **slots, size_t cap, size_t head, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        entry_release(slots[(head + i) % cap]);
-    return count;
-}
-
-/* Frees what clears took out, then returns the memory to the system. */
-static void reap(struct journal *j, struct batch *b)
-{
-    while (b) {
-        struct batch *next = b->next;
-        if (b->slots) {
-            release_slots(b->slots, j->cap, b->head, b->count);
-            free(b->slots);
-        }
-        release_chain(b->chain);
-        free(b);
-        b = next;
-    }
-    trim_heap();
-}
-
-static void *reaper_main(void *arg)
-{
-    struct journal *j = arg;
-    pthread_mutex_lock(&j->lock);
-    for (;;) {
-        while (!j->pending && !j->stopping)
-            pthread_cond_wait(&j->wake, &j->lock);
-        struct batch *b = j->pending;
-        j->pending = NULL;
-        if (!b && j->stopping)
-            break;
-        pthread_mutex_unlock(&j->lock);
-        reap(j, b);
-        pthread_mutex_lock(&j->lock);
-    }
-    pthread_mutex_unlock(&j->lock);
-    return NULL;
 }
 
 void journal_free(struct app *app)
@@ -181,14 +123,9 @@ void journal_free(struct app *app)
     struct journal *j = app->journal;
     if (!j)
         return;
-    pthread_mutex_lock(&j->lock);
-    j->stopping = 1;
-    pthread_cond_signal(&j->wake);
-    pthread_mutex_unlock(&j->lock);
-    pthread_join(j->reaper, NULL); /* it frees what is pending first */
-    release_slots(j->slots, j->cap, j->head, j->count);
+    munmap(j->map, j->mapped);
     free(j->slots);
-    pthread_cond_destroy(&j->wake);
+    pthread_mutex_destroy(&j->clear);
     pthread_mutex_destroy(&j->lock);
     free(j);
     app->journal = NULL;
@@ -230,68 +167,46 @@ static char *stored_body(const char *body, size_t blen, char note[64], size_t *l
     return out;
 }
 
-/* Copies `s` (or nothing when NULL) to *cursor and returns the copy. */
-static const char *put(char **cursor, const char *s, size_t len)
+/* Where a record of len bytes goes, evicting the oldest records until it
+ * fits. The live records run from the head's offset to the tail (the end of
+ * the newest); when the tail has wrapped below the head, the free space is
+ * between them, otherwise it is after the tail and before the head. Call with
+ * the lock; len is at most the ring's size. */
+static size_t make_room(struct journal *j, size_t len)
 {
-    if (!s)
-        return NULL;
-    char *dst = *cursor;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-    *cursor = dst + len + 1;
-    return dst;
+    for (;;) {
+        if (!j->count) {
+            j->head = 0;
+            return 0;
+        }
+        if (j->count < j->cap) {
+            size_t head = j->slots[j->head].off;
+            const struct slot *newest = &j->slots[(j->head + j->count - 1) % j->cap];
+            size_t tail = newest->off + newest->len;
+            if (tail > head) { /* not wrapped */
+                if (tail + len <= j->size)
+                    return tail;
+                if (len <= head)
+                    return 0; /* wraps: the end after tail stays unused */
+            } else if (tail + len <= head) {
+                return tail;
+            }
+        }
+        j->head = (j->head + 1) % j->cap;
+        j->count--;
+    }
 }
 
-/* Builds the entry, with every string in one allocation. */
-static struct jentry *entry_new(const struct journal_entry *e)
+/* Copies a record's strings after its header and NUL-terminates each. */
+static void put_strings(char *dst, const struct rec *h, const char *const src[NSTR])
 {
-    char note[64];
-    size_t blen = 0;
-    int json = 0, truncated = 0;
-    char *body =
-        e->body_len ? stored_body(e->body, e->body_len, note, &blen, &json, &truncated) : NULL;
-    const char *src[] = {
-        e->ns ? e->ns : "", e->api ? e->api : "", e->method,   e->path, e->query ? e->query : "",
-        e->scenario,        e->state_from,        e->state_to, e->user, body};
-    enum { NSTR = sizeof src / sizeof src[0] };
-    size_t lens[NSTR], total = 0;
-    for (size_t i = 0; i < NSTR; i++) {
-        lens[i] = i == NSTR - 1 ? blen : src[i] ? strlen(src[i]) : 0;
-        total += src[i] ? lens[i] + 1 : 0;
+    for (int i = 0; i < NSTR; i++) {
+        if (h->len[i] == NO_STR)
+            continue;
+        memcpy(dst, src[i], h->len[i]);
+        dst[h->len[i]] = '\0';
+        dst += h->len[i] + 1;
     }
-    struct jentry *x = malloc(sizeof *x + total);
-    if (x) {
-        char *cursor = x->text;
-        const char **dst[NSTR] = {&x->ns,       &x->api,        &x->method,   &x->path, &x->query,
-                                  &x->scenario, &x->state_from, &x->state_to, &x->user, &x->body};
-        for (size_t i = 0; i < NSTR; i++)
-            *dst[i] = put(&cursor, src[i], lens[i]);
-        x->next = NULL;
-        atomic_init(&x->refs, 1);
-        x->id = 0;
-        x->at = e->at;
-        x->latency_ms = e->latency_ms;
-        x->status = e->status;
-        x->body_json = json;
-        x->body_truncated = truncated;
-        x->body_bytes = e->body_len;
-        x->bytes = sizeof *x + total + ENTRY_OVERHEAD;
-    }
-    if (body != note)
-        free(body);
-    return x;
-}
-
-/* Takes the oldest entry out of the ring onto *evicted. Call with the lock. */
-static void evict_oldest(struct journal *j, struct jentry **evicted)
-{
-    struct jentry *old = j->slots[j->head];
-    j->slots[j->head] = NULL;
-    j->head = (j->head + 1) % j->cap;
-    j->count--;
-    j->bytes -= old->bytes;
-    old->next = *evicted;
-    *evicted = old;
 }
 
 void journal_record(struct app *app, const struct journal_entry *e)
@@ -299,23 +214,58 @@ void journal_record(struct app *app, const struct journal_entry *e)
     struct journal *j = app->journal;
     if (!j)
         return;
-    struct jentry *x = entry_new(e);
-    if (!x)
-        return;
-    if (x->bytes > j->max_bytes) {
-        free(x); /* could never fit: keeping it would empty the journal for nothing */
-        return;
+    /* Everything but the copy into the ring is done before the lock. */
+    char note[64];
+    size_t blen = 0;
+    int json = 0, truncated = 0;
+    char *body =
+        e->body_len ? stored_body(e->body, e->body_len, note, &blen, &json, &truncated) : NULL;
+    const char *src[NSTR] = {[S_NS] = e->ns ? e->ns : "",
+                             [S_API] = e->api ? e->api : "",
+                             [S_METHOD] = e->method,
+                             [S_PATH] = e->path,
+                             [S_QUERY] = e->query ? e->query : "",
+                             [S_SCENARIO] = e->scenario,
+                             [S_FROM] = e->state_from,
+                             [S_TO] = e->state_to,
+                             [S_USER] = e->user,
+                             [S_BODY] = body};
+    struct rec h = {.at = e->at,
+                    .latency_ms = e->latency_ms,
+                    .body_bytes = e->body_len,
+                    .status = e->status,
+                    .body_json = (unsigned char)json,
+                    .body_truncated = (unsigned char)truncated};
+    size_t len = sizeof h;
+    for (int i = 0; i < NSTR; i++) {
+        size_t n = i == S_BODY ? blen : src[i] ? strlen(src[i]) : 0;
+        h.len[i] = src[i] && n < NO_STR ? (uint32_t)n : NO_STR;
+        len += h.len[i] == NO_STR ? 0 : n + 1;
     }
-    struct jentry *evicted = NULL;
-    pthread_mutex_lock(&j->lock);
-    x->id = j->next_id++;
-    while (j->count && (j->count == j->cap || j->bytes + x->bytes > j->max_bytes))
-        evict_oldest(j, &evicted);
-    j->slots[(j->head + j->count) % j->cap] = x;
-    j->count++;
-    j->bytes += x->bytes;
-    pthread_mutex_unlock(&j->lock);
-    release_chain(evicted);
+    len = (len + REC_ALIGN - 1) / REC_ALIGN * REC_ALIGN;
+    /* One that could never fit would empty the journal for nothing. */
+    if (len <= j->size) {
+        pthread_mutex_lock(&j->lock);
+        size_t off = make_room(j, len);
+        h.id = j->next_id++;
+        memcpy(j->ring + off, &h, sizeof h);
+        put_strings(j->ring + off + sizeof h, &h, src);
+        j->slots[(j->head + j->count) % j->cap] = (struct slot){h.id, off, len};
+        j->count++;
+        pthread_mutex_unlock(&j->lock);
+    }
+    if (body != note)
+        free(body);
+}
+
+/* A record's strings, pointing into the record. */
+static void strings_of(const struct rec *h, const char *s[NSTR])
+{
+    const char *p = (const char *)(h + 1);
+    for (int i = 0; i < NSTR; i++) {
+        s[i] = h->len[i] == NO_STR ? NULL : p;
+        p += h->len[i] == NO_STR ? 0 : h->len[i] + 1;
+    }
 }
 
 static int str_eq(const char *a, const char *b)
@@ -326,24 +276,26 @@ static int str_eq(const char *a, const char *b)
 /* The filter of GET /__admin/requests: every given criterion must hold; a path
  * ending in '*' matches by prefix. An entry without a user never matches a
  * user filter. */
-static int matches(const struct jentry *x, const struct journal_filter *f, size_t path_prefix)
+static int matches(const struct rec *h, const struct journal_filter *f, size_t path_prefix)
 {
-    if (f->before > 0 && x->id >= f->before)
+    if (f->before > 0 && h->id >= f->before)
         return 0;
-    if (f->ns && !str_eq(x->ns, f->ns))
+    if (f->since >= 0 && !(h->at >= f->since))
         return 0;
-    if (f->api && !str_eq(x->api, f->api))
+    if (f->status > 0 && h->status != f->status)
         return 0;
-    if (f->path && !str_eq(x->path, f->path) &&
-        !(path_prefix != (size_t)-1 && x->path && strncmp(x->path, f->path, path_prefix) == 0))
+    const char *s[NSTR];
+    strings_of(h, s);
+    if (f->ns && !str_eq(s[S_NS], f->ns))
         return 0;
-    if (f->user && !str_eq(x->user, f->user))
+    if (f->api && !str_eq(s[S_API], f->api))
         return 0;
-    if (f->since >= 0 && !(x->at >= f->since))
+    if (f->path && !str_eq(s[S_PATH], f->path) &&
+        !(path_prefix != (size_t)-1 && s[S_PATH] && strncmp(s[S_PATH], f->path, path_prefix) == 0))
         return 0;
-    if (f->method && !str_eq(x->method, f->method))
+    if (f->user && !str_eq(s[S_USER], f->user))
         return 0;
-    if (f->status > 0 && x->status != f->status)
+    if (f->method && !str_eq(s[S_METHOD], f->method))
         return 0;
     return 1;
 }
@@ -355,32 +307,39 @@ static size_t prefix_of(const struct journal_filter *f)
     return n && f->path[n - 1] == '*' ? n - 1 : (size_t)-1;
 }
 
-static cJSON *entry_json(const struct jentry *x)
+static const struct rec *rec_at(const struct journal *j, size_t i)
 {
+    return (const struct rec *)(j->ring + j->slots[(j->head + i) % j->cap].off);
+}
+
+static cJSON *entry_json(const struct rec *h)
+{
+    const char *s[NSTR];
+    strings_of(h, s);
     cJSON *e = cJSON_CreateObject();
     char when[32];
-    cJSON_AddNumberToObject(e, "id", (double)x->id);
-    clock_format(x->at, when);
+    cJSON_AddNumberToObject(e, "id", (double)h->id);
+    clock_format(h->at, when);
     cJSON_AddStringToObject(e, "time", when);
-    json_add_str_or_null(e, "namespace", x->ns);
-    json_add_str_or_null(e, "api", x->api);
-    json_add_str_or_null(e, "method", x->method);
-    json_add_str_or_null(e, "path", x->path);
-    json_add_str_or_null(e, "query", x->query);
-    cJSON_AddNumberToObject(e, "status", x->status);
-    cJSON_AddNumberToObject(e, "latencyMs", x->latency_ms);
-    json_add_str_or_null(e, "scenario", x->scenario);
-    json_add_str_or_null(e, "stateFrom", x->state_from);
-    json_add_str_or_null(e, "stateTo", x->state_to);
-    json_add_str_or_null(e, "user", x->user);
+    json_add_str_or_null(e, "namespace", s[S_NS]);
+    json_add_str_or_null(e, "api", s[S_API]);
+    json_add_str_or_null(e, "method", s[S_METHOD]);
+    json_add_str_or_null(e, "path", s[S_PATH]);
+    json_add_str_or_null(e, "query", s[S_QUERY]);
+    cJSON_AddNumberToObject(e, "status", h->status);
+    cJSON_AddNumberToObject(e, "latencyMs", h->latency_ms);
+    json_add_str_or_null(e, "scenario", s[S_SCENARIO]);
+    json_add_str_or_null(e, "stateFrom", s[S_FROM]);
+    json_add_str_or_null(e, "stateTo", s[S_TO]);
+    json_add_str_or_null(e, "user", s[S_USER]);
     size_t off;
-    cJSON *parsed = x->body_json ? json_parse(x->body, strlen(x->body), &off) : NULL;
+    cJSON *parsed = h->body_json && s[S_BODY] ? json_parse(s[S_BODY], h->len[S_BODY], &off) : NULL;
     if (parsed)
         cJSON_AddItemToObject(e, "body", parsed);
     else
-        json_add_str_or_null(e, "body", x->body);
-    cJSON_AddNumberToObject(e, "bodyBytes", (double)x->body_bytes);
-    cJSON_AddBoolToObject(e, "bodyTruncated", x->body_truncated);
+        json_add_str_or_null(e, "body", s[S_BODY]);
+    cJSON_AddNumberToObject(e, "bodyBytes", (double)h->body_bytes);
+    cJSON_AddBoolToObject(e, "bodyTruncated", h->body_truncated);
     return e;
 }
 
@@ -391,27 +350,55 @@ cJSON *journal_list(struct app *app, const struct journal_filter *f, long *next_
     *next_before = 0;
     if (!j || f->limit <= 0)
         return list;
-    /* The matching entries are picked under the lock and rendered after it. */
-    struct jentry **picked = malloc((size_t)f->limit * sizeof *picked);
-    if (!picked)
+    size_t *lens = malloc((size_t)f->limit * sizeof *lens);
+    if (!lens)
         return list;
-    size_t prefix = prefix_of(f), n = 0;
-    pthread_mutex_lock(&j->lock);
-    for (size_t i = j->count; i-- > 0 && n < (size_t)f->limit;) {
-        struct jentry *x = j->slots[(j->head + i) % j->cap];
-        if (matches(x, f, prefix)) {
-            atomic_fetch_add(&x->refs, 1);
-            picked[n++] = x;
+    /* The matching records are copied out under the lock and rendered after it.
+     * A first pass only measures them: the buffer is allocated and its pages
+     * touched outside the lock, since faulting in megabytes of fresh pages would
+     * hold up every request for milliseconds. The journal may change in
+     * between, so the copying pass selects again, and measures again should the
+     * selection have grown. */
+    size_t prefix = prefix_of(f), n = 0, have = 0;
+    char *copy = NULL;
+    for (;;) {
+        size_t total = 0;
+        n = 0;
+        pthread_mutex_lock(&j->lock);
+        for (size_t i = j->count; i-- > 0 && n < (size_t)f->limit;) {
+            const struct slot *s = &j->slots[(j->head + i) % j->cap];
+            if (!matches((const struct rec *)(j->ring + s->off), f, prefix))
+                continue;
+            if (total + s->len <= have)
+                memcpy(copy + total, j->ring + s->off, s->len);
+            lens[n++] = s->len;
+            total += s->len;
         }
+        pthread_mutex_unlock(&j->lock);
+        if (total <= have)
+            break;
+        size_t want = have ? 2 * total : total;
+        free(copy);
+        copy = malloc(want);
+        if (!copy) {
+            n = 0;
+            break;
+        }
+        for (size_t at = 0; at < want; at += 4096)
+            copy[at] = 0;
+        have = want;
     }
-    pthread_mutex_unlock(&j->lock);
-    for (size_t i = 0; i < n; i++) {
-        cJSON_AddItemToArray(list, entry_json(picked[i]));
-        if (i + 1 == n && n == (size_t)f->limit)
-            *next_before = picked[i]->id;
-        entry_release(picked[i]);
+    /* Lengths are multiples of REC_ALIGN, so each copied header stays aligned. */
+    const char *p = copy;
+    for (size_t k = 0; k < n; k++) {
+        const struct rec *h = (const struct rec *)p;
+        cJSON_AddItemToArray(list, entry_json(h));
+        if (k + 1 == n && n == (size_t)f->limit)
+            *next_before = h->id;
+        p += lens[k];
     }
-    free(picked);
+    free(copy);
+    free(lens);
     return list;
 }
 
@@ -424,56 +411,57 @@ long journal_count(struct app *app, const struct journal_filter *f)
     long n = 0;
     pthread_mutex_lock(&j->lock);
     for (size_t i = 0; i < j->count; i++)
-        n += matches(j->slots[(j->head + i) % j->cap], f, prefix);
+        n += matches(rec_at(j, i), f, prefix);
     pthread_mutex_unlock(&j->lock);
     return n;
 }
 
-/* Forgets every entry, or one namespace's. Forgetting all swaps in an empty
- * slot array, so the lock is held for a few stores whatever the journal holds;
- * a namespace is taken out by one pass that closes the gaps. Either way the
- * entries are freed, and the memory handed back, by the reaper thread. */
+/* Takes one namespace's records out, packing the others toward the head in
+ * place, oldest first, by the rule records are appended with (wrapping to the
+ * start when one does not fit before the end). A kept record never moves
+ * forward in ring order: where it lands is at most where it was, so it
+ * overwrites only space already vacated or its own old bytes (memmove), and
+ * the ring's pages, already present, take no faults under the lock. Call
+ * with the lock. */
+static void compact_without(struct journal *j, const char *ns)
+{
+    size_t kept = 0, cursor = j->count ? j->slots[j->head].off : 0;
+    for (size_t i = 0; i < j->count; i++) {
+        struct slot s = j->slots[(j->head + i) % j->cap];
+        const char *strs[NSTR];
+        strings_of((const struct rec *)(j->ring + s.off), strs);
+        if (str_eq(strs[S_NS], ns))
+            continue;
+        size_t dst = cursor + s.len <= j->size ? cursor : 0;
+        if (dst != s.off)
+            memmove(j->ring + dst, j->ring + s.off, s.len);
+        j->slots[(j->head + kept++) % j->cap] = (struct slot){s.id, dst, s.len};
+        cursor = dst + s.len;
+    }
+    j->count = kept;
+}
+
+/* Forgets one namespace's entries by compacting the ring, or every entry by
+ * swapping in the spare ring, empty, so the lock is held for a few stores;
+ * the old ring's pages are then handed back to the system. */
 static int forget(struct journal *j, const char *ns)
 {
-    struct batch *b = calloc(1, sizeof *b);
-    struct jentry **fresh = ns || !b ? NULL : calloc(j->cap, sizeof *fresh);
-    struct jentry *evicted = NULL;
+    if (ns) {
+        pthread_mutex_lock(&j->lock);
+        compact_without(j, ns);
+        pthread_mutex_unlock(&j->lock);
+        return 0;
+    }
+    pthread_mutex_lock(&j->clear);
     pthread_mutex_lock(&j->lock);
-    if (fresh) {
-        b->slots = j->slots;
-        b->head = j->head;
-        b->count = j->count;
-        j->slots = fresh;
-        j->head = j->count = j->bytes = 0;
-    } else {
-        /* A namespace, or no memory for a fresh array: keep what does not match. */
-        size_t kept = 0;
-        for (size_t i = 0; i < j->count; i++) {
-            struct jentry *x = j->slots[(j->head + i) % j->cap];
-            j->slots[(j->head + i) % j->cap] = NULL;
-            if (!ns || str_eq(x->ns, ns)) {
-                j->bytes -= x->bytes;
-                x->next = evicted;
-                evicted = x;
-            } else {
-                j->slots[(j->head + kept++) % j->cap] = x;
-            }
-        }
-        j->count = kept;
-    }
-    if (b && (b->count || evicted)) {
-        b->chain = evicted;
-        b->next = j->pending;
-        j->pending = b;
-        pthread_cond_signal(&j->wake);
-        b = NULL;
-        evicted = NULL;
-    }
+    char *old = j->ring;
+    j->count = 0;
+    j->ring = j->spare;
+    j->spare = old;
     pthread_mutex_unlock(&j->lock);
-    if (b)
-        free(b->slots); /* an empty journal swapped for an empty one */
-    free(b);
-    release_chain(evicted); /* only when there was no memory for a batch */
+    /* Drops the pages at once; the next writes to them find fresh zeroed ones. */
+    madvise(old, j->mapped / 2, MADV_DONTNEED);
+    pthread_mutex_unlock(&j->clear);
     return 0;
 }
 

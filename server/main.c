@@ -251,7 +251,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (journal_init(&app)) {
-        fprintf(stderr, "authmock: no memory for a journal of %ld entries\n", app.cfg.journal_max);
+        fprintf(stderr, "authmock: no memory for a journal of %ld entries and %ld bytes\n",
+                app.cfg.journal_max, app.cfg.journal_max_bytes);
         goto out;
     }
     watch_start(&app);

@@ -3,8 +3,10 @@
  * server. Each test is a function registered in the table at the bottom;
  * the harness prints TAP.
  */
+#include "app.h"
 #include "clock.h"
 #include "config.h"
+#include "journal.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "rng.h"
@@ -16,6 +18,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -593,6 +596,217 @@ static void test_json_render(void)
     }
 }
 
+/* ---- journal ---------------------------------------------------------- */
+
+/* The pad of entry `seq`: sizes that vary so records wrap at many offsets. */
+static size_t pad_of(long seq)
+{
+    return (size_t)(seq * 7919 % 3500);
+}
+
+static const char *ns_of(long seq)
+{
+    return seq % 3 ? "a" : "b";
+}
+
+/* Records entry `seq`: its body carries a marker naming it, its user and query too. */
+static void journal_add(struct app *app, long seq)
+{
+    char body[4096], user[32], query[48];
+    int n = snprintf(body, sizeof body, "{\"marker\":\"m%ld\",\"pad\":\"", seq);
+    size_t len = (size_t)n;
+    memset(body + len, 'x', pad_of(seq));
+    len += pad_of(seq);
+    memcpy(body + len, "\"}", 2);
+    len += 2;
+    snprintf(user, sizeof user, "u%ld", seq);
+    snprintf(query, sizeof query, "userId=u%ld", seq);
+    struct journal_entry e = {.at = (double)seq,
+                              .ns = ns_of(seq),
+                              .api = "mesh",
+                              .method = "POST",
+                              .path = "/api/v1/authenticate",
+                              .query = query,
+                              .status = 200,
+                              .user = user,
+                              .body = body,
+                              .body_len = len};
+    journal_record(app, &e);
+}
+
+/* Whether a listed entry is entry `seq` whole: marker, pad, user, query and namespace. */
+static int journal_entry_intact(const cJSON *e, long seq)
+{
+    char marker[32], user[32], query[48];
+    snprintf(marker, sizeof marker, "m%ld", seq);
+    snprintf(user, sizeof user, "u%ld", seq);
+    snprintf(query, sizeof query, "userId=u%ld", seq);
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(e, "body");
+    const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "marker"));
+    const char *pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "pad"));
+    const char *u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "user"));
+    const char *q = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "query"));
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "namespace"));
+    size_t want = pad_of(seq);
+    return m && strcmp(m, marker) == 0 && pad && strlen(pad) == want && strspn(pad, "x") == want &&
+           u && strcmp(u, user) == 0 && q && strcmp(q, query) == 0 && n &&
+           strcmp(n, ns_of(seq)) == 0;
+}
+
+static long entry_id(const cJSON *e)
+{
+    return (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "id"));
+}
+
+/* 3,000 entries of 40 to 3,500 bytes through a 20,000-byte ring, namespace b
+ * cleared every 37th: after each, the listing is the newest entries, newest
+ * first, ids consecutive but for the cleared ones, every entry whole, and
+ * paging with `before` walks the same list. */
+static void test_journal_wraps(void)
+{
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.cfg.journal_max = 40;
+    app.cfg.journal_max_bytes = 20000;
+    CHECK(journal_init(&app) == 0);
+    long cleared_b = 0; /* the newest id when namespace b was last cleared */
+    for (long id = 1; id <= 3000 && !failures_in_test; id++) {
+        journal_add(&app, id); /* no clear takes an id, so entry `id` gets id `id` */
+        if (id % 37 == 0) {
+            CHECK(journal_clear(&app, "b") == 0);
+            cleared_b = id;
+        }
+        struct journal_filter f = {.since = -1, .limit = 1000};
+        long next = -1;
+        cJSON *list = journal_list(&app, &f, &next);
+        int n = cJSON_GetArraySize(list);
+        CHECK(next == 0);
+        CHECK(journal_count(&app, &f) == n);
+        /* Records are at most 3.7 KB: however the ring wraps, four fit. */
+        CHECK(n >= 4 || id < 4 || id - cleared_b < 8);
+        CHECK(n <= 40);
+        long want = id;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list)
+        {
+            while (want <= cleared_b && strcmp(ns_of(want), "b") == 0)
+                want--;
+            if (entry_id(e) != want || !journal_entry_intact(e, want)) {
+                printf("  # after %ld: entry %ld where %ld was expected, or not whole\n", id,
+                       entry_id(e), want);
+                failures_in_test++;
+                break;
+            }
+            want--;
+        }
+        if (id % 50 == 0) {
+            struct journal_filter page = {.since = -1, .limit = 3};
+            int seen = 0;
+            do {
+                cJSON *got = journal_list(&app, &page, &next);
+                cJSON_ArrayForEach(e, got)
+                {
+                    CHECK(entry_id(e) == entry_id(cJSON_GetArrayItem(list, seen)));
+                    seen++;
+                }
+                cJSON_Delete(got);
+                page.before = next;
+            } while (next);
+            CHECK(seen == n);
+        }
+        cJSON_Delete(list);
+    }
+    /* Clearing all empties it; ids go on. */
+    CHECK(journal_clear(&app, NULL) == 0);
+    struct journal_filter all = {.since = -1, .limit = 10};
+    CHECK(journal_count(&app, &all) == 0);
+    journal_add(&app, 3001);
+    long next;
+    cJSON *list = journal_list(&app, &all, &next);
+    CHECK(cJSON_GetArraySize(list) == 1);
+    CHECK(entry_id(cJSON_GetArrayItem(list, 0)) == 3001);
+    CHECK(journal_entry_intact(cJSON_GetArrayItem(list, 0), 3001));
+    cJSON_Delete(list);
+    journal_free(&app);
+}
+
+static void test_journal_too_big_entry(void)
+{
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.cfg.journal_max = 10;
+    app.cfg.journal_max_bytes = 1000;
+    CHECK(journal_init(&app) == 0);
+    journal_add(&app, 1);    /* a 919-byte pad: with its header and strings, over 1000 */
+    journal_add(&app, 500);  /* a 1,000-byte pad */
+    journal_add(&app, 3500); /* no pad */
+    struct journal_filter f = {.since = -1, .limit = 10};
+    long next;
+    cJSON *list = journal_list(&app, &f, &next);
+    CHECK(cJSON_GetArraySize(list) == 1);
+    /* The ones that could not fit took no id. */
+    CHECK(entry_id(cJSON_GetArrayItem(list, 0)) == 1);
+    CHECK(journal_entry_intact(cJSON_GetArrayItem(list, 0), 3500));
+    cJSON_Delete(list);
+    journal_free(&app);
+}
+
+struct journal_race {
+    struct app *app;
+    long from, to;
+    atomic_int *done;
+};
+
+static void *journal_writer(void *arg)
+{
+    struct journal_race *r = arg;
+    for (long seq = r->from; seq < r->to; seq++) {
+        journal_add(r->app, seq);
+        if (seq % 97 == 0)
+            journal_clear(r->app, seq % 2 ? "b" : NULL);
+    }
+    atomic_fetch_add(r->done, 1);
+    return NULL;
+}
+
+/* Two writers that also clear, and a reader: every listed entry is whole,
+ * newest first. Ids follow arrival, so entries are checked by their marker. */
+static void test_journal_concurrent(void)
+{
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.cfg.journal_max = 100;
+    app.cfg.journal_max_bytes = 30000;
+    CHECK(journal_init(&app) == 0);
+    atomic_int done = 0;
+    struct journal_race a = {&app, 1, 3001, &done}, b = {&app, 100001, 103001, &done};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, journal_writer, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, journal_writer, &b) == 0);
+    int bad = 0, listed = 0;
+    while (atomic_load(&done) < 2 && !bad) {
+        struct journal_filter f = {.since = -1, .limit = 1000};
+        long next;
+        cJSON *list = journal_list(&app, &f, &next);
+        const cJSON *e;
+        long last = 0;
+        cJSON_ArrayForEach(e, list)
+        {
+            const char *u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "user"));
+            long seq = u ? strtol(u + 1, NULL, 10) : -1;
+            bad += (last && entry_id(e) >= last) || !journal_entry_intact(e, seq);
+            last = entry_id(e);
+            listed++;
+        }
+        cJSON_Delete(list);
+    }
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(bad == 0);
+    CHECK(listed > 0);
+    journal_free(&app);
+}
+
 struct test {
     const char *name;
     void (*fn)(void);
@@ -617,6 +831,9 @@ static const struct test tests[] = {
     {"base32: RFC 4648 vectors and tfaKey", test_base32},
     {"onlyoffice: phoneNoise", test_phone_noise},
     {"json_render writes what cJSON_PrintUnformatted writes", test_json_render},
+    {"journal: records wrap around a small ring and stay whole", test_journal_wraps},
+    {"journal: an entry larger than the ring is not kept", test_journal_too_big_entry},
+    {"journal: concurrent writers, clears and readers", test_journal_concurrent},
 };
 
 int main(void)
