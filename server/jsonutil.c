@@ -21,18 +21,25 @@
 #include <nettle/base64.h>
 #include <nettle/sha1.h>
 
+int buf_reserve(struct buf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t len)
 {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
+    if (buf_reserve(b, len))
+        return -1;
     memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
@@ -109,37 +116,6 @@ int json_merge(cJSON *dst, const cJSON *src)
     return 0;
 }
 
-/* The renderer writes into a buffer it grows itself: one capacity check per
- * piece, no call per character. */
-struct out {
-    char *data;
-    size_t len, cap;
-};
-
-static int out_reserve(struct out *o, size_t n)
-{
-    if (o->len + n + 1 <= o->cap)
-        return 0;
-    size_t cap = o->cap ? o->cap : 2048;
-    while (cap < o->len + n + 1)
-        cap *= 2;
-    char *p = realloc(o->data, cap);
-    if (!p)
-        return -1;
-    o->data = p;
-    o->cap = cap;
-    return 0;
-}
-
-static int out_put(struct out *o, const char *s, size_t n)
-{
-    if (out_reserve(o, n))
-        return -1;
-    memcpy(o->data + o->len, s, n);
-    o->len += n;
-    return 0;
-}
-
 /* Digits of a whole number below 1e15 in absolute value, with its sign. */
 static size_t whole_digits(char *buf, long long v)
 {
@@ -162,15 +138,15 @@ static size_t whole_digits(char *buf, long long v)
  * "%1.17g"), without its sprintf + sscanf per number. Whole numbers, and
  * numbers with up to six decimals that are the double nearest their decimal
  * text (money, mostly), take a digit loop; the rest go through snprintf. */
-static int render_number(struct out *o, double d, int valueint)
+static int render_number(struct buf *o, double d, int valueint)
 {
     static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
     char num[40];
     int n;
     if (isnan(d) || isinf(d))
-        return out_put(o, "null", 4);
+        return buf_append(o, "null", 4);
     if (d == (double)valueint && !(d == 0 && signbit(d)))
-        return out_put(o, num, whole_digits(num, valueint));
+        return buf_append(o, num, whole_digits(num, valueint));
     double a = fabs(d);
     if (a >= 1e-4 && a < 1e15) {
         for (int k = 0; k <= 6; k++) {
@@ -202,7 +178,7 @@ static int render_number(struct out *o, double d, int valueint)
                 }
                 len += (size_t)k;
             }
-            return out_put(o, num, len);
+            return buf_append(o, num, len);
         }
     }
     n = snprintf(num, sizeof num, "%1.15g", d);
@@ -210,16 +186,16 @@ static int render_number(struct out *o, double d, int valueint)
     double max = fabs(test) > a ? fabs(test) : a;
     if (!(fabs(test - d) <= max * DBL_EPSILON))
         n = snprintf(num, sizeof num, "%1.17g", d);
-    return out_put(o, num, (size_t)n);
+    return buf_append(o, num, (size_t)n);
 }
 
-static int render_string(struct out *o, const char *s)
+static int render_string(struct buf *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     const char *p = s ? s : "";
     size_t n = strlen(p);
     /* Room for the worst case: every byte escaped as \u00XX, and the quotes. */
-    if (out_reserve(o, n * 6 + 2))
+    if (buf_reserve(o, n * 6 + 2))
         return -1;
     char *w = o->data + o->len;
     *w++ = '"';
@@ -262,38 +238,39 @@ static int render_string(struct out *o, const char *s)
     }
     *w++ = '"';
     o->len = (size_t)(w - o->data);
+    o->data[o->len] = '\0';
     return 0;
 }
 
-static int render_item(struct out *o, const cJSON *item)
+static int render_item(struct buf *o, const cJSON *item)
 {
     switch (item->type & 0xFF) {
     case cJSON_NULL:
-        return out_put(o, "null", 4);
+        return buf_append(o, "null", 4);
     case cJSON_False:
-        return out_put(o, "false", 5);
+        return buf_append(o, "false", 5);
     case cJSON_True:
-        return out_put(o, "true", 4);
+        return buf_append(o, "true", 4);
     case cJSON_Number:
         return render_number(o, item->valuedouble, item->valueint);
     case cJSON_String:
         return render_string(o, item->valuestring);
     case cJSON_Raw:
-        return item->valuestring ? out_put(o, item->valuestring, strlen(item->valuestring)) : -1;
+        return item->valuestring ? buf_append(o, item->valuestring, strlen(item->valuestring)) : -1;
     case cJSON_Array:
     case cJSON_Object: {
         int obj = (item->type & 0xFF) == cJSON_Object;
-        if (out_put(o, obj ? "{" : "[", 1))
+        if (buf_append(o, obj ? "{" : "[", 1))
             return -1;
         for (const cJSON *c = item->child; c; c = c->next) {
-            if (c != item->child && out_put(o, ",", 1))
+            if (c != item->child && buf_append(o, ",", 1))
                 return -1;
-            if (obj && (render_string(o, c->string) || out_put(o, ":", 1)))
+            if (obj && (render_string(o, c->string) || buf_append(o, ":", 1)))
                 return -1;
             if (render_item(o, c))
                 return -1;
         }
-        return out_put(o, obj ? "}" : "]", 1);
+        return buf_append(o, obj ? "}" : "]", 1);
     }
     default:
         return -1;
@@ -302,12 +279,12 @@ static int render_item(struct out *o, const cJSON *item)
 
 char *json_render(const cJSON *item, size_t *len)
 {
-    struct out o = {0};
-    if (!item || render_item(&o, item) || out_reserve(&o, 0)) {
-        free(o.data);
+    /* Replies are a few hundred bytes to a few KiB: start where most end. */
+    struct buf o = {0};
+    if (!item || buf_reserve(&o, 2048) || render_item(&o, item)) {
+        buf_free(&o);
         return NULL;
     }
-    o.data[o.len] = '\0';
     if (len)
         *len = o.len;
     return o.data;

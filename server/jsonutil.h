@@ -16,6 +16,8 @@ struct buf {
     size_t cap;
 };
 
+/* Makes room for n more bytes (and the NUL that always follows). */
+int buf_reserve(struct buf *b, size_t n);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);

@@ -723,6 +723,14 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
     return facts;
 }
 
+/* A state write failed, or would: serverFailure, never a success whose state is not kept. */
+static void send_store_error(struct app *app, struct http_response *resp)
+{
+    char msg[320];
+    state_error_message(app->state, msg, sizeof msg);
+    send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
+}
+
 static void h_authenticate(struct app *app, const struct http_request *req,
                            struct http_response *resp)
 {
@@ -812,9 +820,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                       "serverFailure");
         break;
     default:
-        snprintf(msg, sizeof msg, "authmock: cannot store state: %s",
-                 state_degraded(app->state) ? state_degraded(app->state) : "out of memory");
-        send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
+        send_store_error(app, resp);
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1031,12 +1037,9 @@ static void h_linktoken(struct app *app, const struct http_request *req, struct 
  * rather than a success whose state would not be kept. */
 static int refuse_if_degraded(struct app *app, struct http_response *resp)
 {
-    const char *why = state_degraded(app->state);
-    if (!why)
+    if (!state_degraded(app->state))
         return 0;
-    char msg[320];
-    snprintf(msg, sizeof msg, "authmock: cannot store state: %s", why);
-    send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
+    send_store_error(app, resp);
     return -1;
 }
 

@@ -983,6 +983,14 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
 
 /* ---- the three credential endpoints ----------------------------------- */
 
+/* A state write failed, or would: a 500, never a success whose state is not kept. */
+static void reply_store_error(struct app *app, struct http_response *resp)
+{
+    char msg[320];
+    state_error_message(app->state, msg, sizeof msg);
+    reply_error(resp, 500, msg, NULL, NULL, 0);
+}
+
 static void credential_call(struct app *app, const struct http_request *req,
                             struct http_response *resp, enum endpoint ep)
 {
@@ -1071,9 +1079,7 @@ static void credential_call(struct app *app, const struct http_request *req,
                  resp->scenario, out.state_from);
         reply_error(resp, 500, msg, NULL, NULL, 0);
     } else {
-        snprintf(msg, sizeof msg, "authmock: cannot store state: %s",
-                 state_degraded(app->state) ? state_degraded(app->state) : "out of memory");
-        reply_error(resp, 500, msg, NULL, NULL, 0);
+        reply_store_error(app, resp);
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1162,12 +1168,9 @@ static void h_is_authenticated(struct app *app, const struct http_request *req,
  * than a success whose state would not be kept. */
 static int refuse_if_degraded(struct app *app, struct http_response *resp)
 {
-    const char *why = state_degraded(app->state);
-    if (!why)
+    if (!state_degraded(app->state))
         return 0;
-    char msg[320];
-    snprintf(msg, sizeof msg, "authmock: cannot store state: %s", why);
-    reply_error(resp, 500, msg, NULL, NULL, 0);
+    reply_store_error(app, resp);
     return -1;
 }
 

@@ -926,6 +926,12 @@ const char *state_degraded(struct state *st)
     return st->degraded;
 }
 
+void state_error_message(struct state *st, char *out, size_t cap)
+{
+    const char *why = state_degraded(st);
+    snprintf(out, cap, "authmock: cannot store state: %s", why ? why : "out of memory");
+}
+
 static struct pending *reverse(struct pending *p)
 {
     struct pending *out = NULL;

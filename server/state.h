@@ -182,6 +182,8 @@ void state_counters_clear(struct state_session *ss);
 
 /* NULL while state writes succeed; else why they fail (health answers 503). */
 const char *state_degraded(struct state *st);
+/* "authmock: cannot store state: REASON" (the degraded reason, else out of memory). */
+void state_error_message(struct state *st, char *out, size_t cap);
 /* Written-behind changes not yet in the store (for tests and shutdown). */
 void state_flush(struct state *st);
 
