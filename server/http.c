@@ -183,6 +183,29 @@ void http_reply_raw(struct http_response *resp, int status, const char *content_
     resp->content_type = content_type;
 }
 
+static void drop_shared(struct http_response *resp)
+{
+    if (resp->release)
+        resp->release(resp->release_cls);
+    resp->shared_body = NULL;
+    resp->release = NULL;
+    resp->release_cls = NULL;
+}
+
+void http_reply_shared(struct http_response *resp, int status, const char *content_type,
+                       const char *body, size_t len, void (*release)(void *cls), void *cls)
+{
+    free(resp->body);
+    resp->body = NULL;
+    drop_shared(resp);
+    resp->shared_body = body;
+    resp->body_len = len;
+    resp->release = release;
+    resp->release_cls = cls;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
 void http_reply_json(struct http_response *resp, int status, const char *content_type,
                      const cJSON *tree)
 {
@@ -268,6 +291,7 @@ static void response_free(struct http_response *resp)
     if (!resp)
         return;
     free(resp->body);
+    drop_shared(resp);
     for (int i = 0; i < resp->nheaders; i++) {
         free(resp->header_names[i]);
         free(resp->header_values[i]);
@@ -335,7 +359,17 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
                                      struct request_ctx *ctx, struct http_response *resp)
 {
     struct MHD_Response *r;
-    if (resp->fault == FAULT_TRUNCATE && resp->body_len > 1) {
+    if (resp->shared_body) {
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            resp->body_len, (void *)resp->shared_body, resp->release, resp->release_cls);
+        /* A response made calls release when it is done; else we do now. */
+        if (r) {
+            resp->shared_body = NULL;
+            resp->release = NULL;
+        } else {
+            drop_shared(resp);
+        }
+    } else if (resp->fault == FAULT_TRUNCATE && resp->body_len > 1) {
         /* Announce the whole length, send half, then close: a truncated body. */
         struct truncated *t = malloc(sizeof *t);
         if (!t)

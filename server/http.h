@@ -38,6 +38,11 @@ struct http_response {
     const char *content_type; /* static string */
     char *body;               /* malloc'd, owned */
     size_t body_len;
+    /* Or a body shared with a cache, sent without a copy: release(release_cls)
+     * is called once libmicrohttpd is done with it (or the reply is dropped). */
+    const char *shared_body;
+    void (*release)(void *cls);
+    void *release_cls;
     char *header_names[HTTP_MAX_HEADERS];
     char *header_values[HTTP_MAX_HEADERS];
     int nheaders;
@@ -65,6 +70,10 @@ void http_reply_error(struct http_response *resp, int status, const char *fmt, .
     __attribute__((format(printf, 3, 4)));
 void http_reply_raw(struct http_response *resp, int status, const char *content_type,
                     const char *body, size_t len);
+/* Answers with `body` as it is, without copying it: it must stay valid until
+ * release(cls) is called. */
+void http_reply_shared(struct http_response *resp, int status, const char *content_type,
+                       const char *body, size_t len, void (*release)(void *cls), void *cls);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
 /* A scenario reply's "body" override with `status`: a string is sent as it is,
  * any other JSON value rendered. Returns 0 when the reply has no body. */

@@ -986,6 +986,11 @@ static char *render_schemes(const struct scenario_set *set, void *cls, size_t *l
     return text;
 }
 
+static void release_set(void *set)
+{
+    scenario_set_release(set);
+}
+
 static void h_schemes(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (!check_client(app, req, resp))
@@ -995,11 +1000,15 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
     const char *text =
         scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES, render_schemes, app, &len);
     int http = mesh_http_status("ok");
-    if (text)
-        http_reply_raw(resp, http ? http : 200, "application/json; charset=utf-8", text, len);
-    else
+    /* The body is the set's cached one, sent as it is: the set is held until
+     * libmicrohttpd has sent it. */
+    if (text) {
+        http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8", text, len,
+                          release_set, set);
+    } else {
         http_reply_error(resp, 500, "the authentication schemes could not be rendered");
-    scenario_set_release(set);
+        scenario_set_release(set);
+    }
 }
 
 /* ---- managed endpoints ------------------------------------------------ */
