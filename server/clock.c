@@ -86,8 +86,13 @@ void clock_reset_ns(const char *ns)
 {
     pthread_rwlock_wrlock(&ns_lock);
     if (!ns) {
-        memset(ns_table, 0, sizeof ns_table);
-        atomic_store(&ns_count, 0);
+        /* Only the slots in use: clearing the whole table touched 300 KB and
+         * took a millisecond of a reset. */
+        for (size_t i = 0; i < NS_SLOTS && atomic_load(&ns_count) > 0; i++)
+            if (ns_table[i].name[0]) {
+                ns_table[i].name[0] = '\0';
+                atomic_fetch_sub(&ns_count, 1);
+            }
     } else if (atomic_load(&ns_count) > 0) {
         /* Open addressing: removing one entry means re-placing the rest. */
         long i = ns_find(ns);

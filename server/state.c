@@ -23,23 +23,12 @@
 #include "store.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* Hands freed heap memory back to the system. Not under AddressSanitizer,
- * whose allocator is not glibc's: there malloc_trim walks arenas it does not
- * own, and crashed. */
-static void trim_heap(void)
-{
-#if !defined(__SANITIZE_ADDRESS__)
-    malloc_trim(0);
-#endif
-}
 
 #define STATE_SHARDS 64
 #define SHARD_BITS   6
@@ -605,10 +594,19 @@ static void sweep(struct state *st)
                 dead = r;
             }
             pthread_mutex_unlock(&sh->lock);
+            size_t here = 0;
             for (struct state_rec *r = dead, *next; r; r = next) {
                 next = r->hnext;
                 rec_free(r);
-                freed++;
+                here++;
+            }
+            freed += here;
+            /* Frees compete with requests for the allocator and, on two
+             * cores, for the CPU: pause between shards so a large reset is
+             * freed over a fraction of a second instead of stalling traffic. */
+            if (here) {
+                struct timespec pause = {0, 500 * 1000};
+                nanosleep(&pause, NULL);
             }
         }
     }
@@ -624,8 +622,10 @@ static void sweep(struct state *st)
     st->nmarks = kept;
     atomic_store(&st->nmarks_hint, kept);
     pthread_rwlock_unlock(&st->marks_lock);
-    if (freed)
-        trim_heap();
+    /* No malloc_trim here: it holds the allocator's lock while it walks the
+     * whole heap, and requests waited on it for milliseconds. The freed memory
+     * is reused by the records that come next; the bounds cap it. */
+    (void)freed;
 }
 
 static void *sweeper_main(void *arg)
