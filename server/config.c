@@ -88,11 +88,11 @@ static const struct opt_desc opts[] = {
     {"max-connections", 1, OPT_MAX_CONN, "AUTHMOCK_MAX_CONNECTIONS", "N",
      "concurrent connections accepted (default 1024)"},
     {"max-sessions", 1, OPT_MAX_SESSIONS, "AUTHMOCK_MAX_SESSIONS", "N",
-     "identities (and SMS phones, confirm keys, user changes) kept; least recently used "
-     "go first (default 25000)"},
+     "identities kept (and a quarter as many SMS phones, confirm keys, user changes); least "
+     "recently used go first (default 10000)"},
     {"max-tokens", 1, OPT_MAX_TOKENS, "AUTHMOCK_MAX_TOKENS", "N",
      "mesh connections and onlyoffice tokens kept; least recently used go first "
-     "(default 25000)"},
+     "(default 10000)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
     {"version", 0, OPT_VERSION, NULL, NULL, "show the version"},
 };
@@ -262,8 +262,8 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     cfg->threads = 0;
     cfg->connection_timeout = 30;
     cfg->max_connections = 1024;
-    cfg->max_sessions = 25000;
-    cfg->max_tokens = 25000;
+    cfg->max_sessions = 10000;
+    cfg->max_tokens = 10000;
     *mode = CONFIG_SERVE;
     *first_arg = argc;
 

@@ -125,7 +125,7 @@ static void user_load(struct app *app, const char *ns, const cJSON *fx, struct o
         u->app_connected = o->app_connected;
         snprintf(u->phone, sizeof u->phone, "%s", o->phone);
         u->phone_activated = o->phone_activated;
-        snprintf(u->used_codes, sizeof u->used_codes, "%s", o->used_codes);
+        snprintf(u->used_codes, sizeof u->used_codes, "%s", o->used_codes ? o->used_codes : ",");
     }
     state_unlock(&held);
 }
@@ -141,7 +141,15 @@ static void user_save(struct app *app, const char *ns, const struct oo_user *u)
         o->app_connected = u->app_connected;
         snprintf(o->phone, sizeof o->phone, "%s", u->phone);
         o->phone_activated = u->phone_activated;
-        snprintf(o->used_codes, sizeof o->used_codes, "%s", u->used_codes);
+        /* Kept only once a backup code was used: most users never do. */
+        if (strcmp(u->used_codes, ",") != 0 &&
+            (!o->used_codes || strcmp(o->used_codes, u->used_codes) != 0)) {
+            char *codes = strdup(u->used_codes);
+            if (codes) {
+                free(o->used_codes);
+                o->used_codes = codes;
+            }
+        }
         state_touch(app->state, o);
     }
     state_unlock(&held);
@@ -631,6 +639,13 @@ static double put_auth_code(struct app *app, const char *ns, const char *phone, 
     if (box->nmsgs == OO_SMS_KEEP) {
         memmove(&box->msgs[0], &box->msgs[1], (OO_SMS_KEEP - 1) * sizeof box->msgs[0]);
         box->nmsgs--;
+    } else {
+        struct oo_sms_msg *grown = realloc(box->msgs, (size_t)(box->nmsgs + 1) * sizeof *grown);
+        if (!grown) {
+            state_unlock(&held);
+            return -1;
+        }
+        box->msgs = grown;
     }
     struct oo_sms_msg *m = &box->msgs[box->nmsgs++];
     memset(m, 0, sizeof *m);

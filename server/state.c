@@ -131,6 +131,12 @@ static void rec_free(struct state_rec *r)
         free(((struct state_mesh_conn *)r)->username);
         free(((struct state_mesh_conn *)r)->pairs);
         break;
+    case SK_OO_USER:
+        free(((struct state_oo_user *)r)->used_codes);
+        break;
+    case SK_OO_SMS:
+        free(((struct state_oo_sms *)r)->msgs);
+        break;
     default:
         break;
     }
@@ -714,7 +720,7 @@ static char *rec_encode(const struct state_rec *r)
         add_num(o, "appConnected", u->app_connected);
         add_num(o, "phoneActivated", u->phone_activated);
         cJSON_AddStringToObject(o, "phone", u->phone);
-        cJSON_AddStringToObject(o, "usedCodes", u->used_codes);
+        cJSON_AddStringToObject(o, "usedCodes", u->used_codes ? u->used_codes : ",");
         break;
     }
     case SK_OO_SMS: {
@@ -836,7 +842,9 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
         u->app_connected = (int)num(o, "appConnected");
         u->phone_activated = (int)num(o, "phoneActivated");
         str(o, "phone", u->phone, sizeof u->phone);
-        str(o, "usedCodes", u->used_codes, sizeof u->used_codes);
+        const cJSON *codes = cJSON_GetObjectItemCaseSensitive(o, "usedCodes");
+        if (cJSON_IsString(codes) && strcmp(codes->valuestring, ",") != 0)
+            u->used_codes = strdup(codes->valuestring);
         break;
     }
     case SK_OO_SMS: {
@@ -847,6 +855,10 @@ static void rec_decode(struct state_rec *r, const cJSON *o)
         {
             if (s->nmsgs == OO_SMS_KEEP)
                 break;
+            struct oo_sms_msg *grown = realloc(s->msgs, (size_t)(s->nmsgs + 1) * sizeof *grown);
+            if (!grown)
+                break;
+            s->msgs = grown;
             struct oo_sms_msg *msg = &s->msgs[s->nmsgs++];
             str(m, "code", msg->code, sizeof msg->code);
             msg->sent = num(m, "sent");
@@ -1149,8 +1161,12 @@ int state_open(struct state **out, const struct state_limits *lim, struct store 
     pthread_mutex_init(&st->degraded_lock, NULL);
     for (int k = 0; k < SK_COUNT; k++) {
         struct map *m = &st->maps[k];
-        long max = (k == SK_SESSION || k == SK_OO_USER || k == SK_OO_SMS || k == SK_OO_CONFIRM)
-                       ? lim->max_sessions
+        /* What a namespace changed on a fixture user, its SMS phones and its
+         * confirm keys come with onlyoffice logins, a few per session at most:
+         * a quarter of the sessions' bound each keeps the total in budget. */
+        long max = k == SK_SESSION ? lim->max_sessions
+                   : (k == SK_OO_USER || k == SK_OO_SMS || k == SK_OO_CONFIRM)
+                       ? (lim->max_sessions + 3) / 4
                        : lim->max_tokens;
         m->kind = (enum state_kind)k;
         m->rec_size = rec_sizes[k];

@@ -98,7 +98,7 @@ struct state_oo_user {
     struct state_rec rec;
     int app_connected, phone_activated;
     char phone[72];
-    char used_codes[1024];
+    char *used_codes; /* backup codes used, ",a,b,"; NULL while none */
 };
 
 struct oo_sms_msg {
@@ -110,8 +110,8 @@ struct oo_sms_msg {
 struct state_oo_sms {
     struct state_rec rec;
     char phone[72];
-    struct oo_sms_msg msgs[OO_SMS_KEEP];
-    int nmsgs; /* newest last */
+    struct oo_sms_msg *msgs;
+    int nmsgs; /* newest last; at most OO_SMS_KEEP */
 };
 
 struct state_oo_confirm {

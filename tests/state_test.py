@@ -60,6 +60,26 @@ def test_sessions_are_bounded_least_recently_used_first_out():
         stop(p)
 
 
+def test_onlyoffice_state_is_bounded_too():
+    """SMS phones, confirm keys and user changes per namespace are bounded by a
+    quarter of --max-sessions each: 200 namespaces' SMS logins keep 10 phones."""
+    p, port = start("--max-sessions", "40", "--max-tokens", "40", "--journal-max", "0")
+    try:
+        for i in range(200):
+            h = {"Content-Type": "application/json", "X-Authmock-Namespace": f"n{i}"}
+            status, _, data = request(port, "POST", "/api/2.0/authentication",
+                                      {"userName": "sms@example.com", "password": "pass123"}, h)
+            assert status == 200, data
+        status, _, data = request(port, "GET", "/__admin/onlyoffice/sms", headers={})
+        outbox = json.loads(data)
+        assert 0 < len(outbox) <= 10, len(outbox)
+        assert outbox[0]["namespace"] == "n199", outbox[0]  # the newest stays
+        listed, _ = sessions(port)
+        assert len(listed) <= 40, len(listed)
+    finally:
+        stop(p)
+
+
 def test_sessions_are_paged_newest_first():
     p, port = start()
     try:
