@@ -190,6 +190,21 @@ static enum MHD_Result answer(struct MHD_Connection *c, const struct bare_reques
     }
     cJSON_AddStringToObject(out, "status", "ok");
     cJSON_AddStringToObject(out, "message", "");
+    /* ?replyBytes=N pads the reply to about N bytes: a floor for endpoints
+     * whose answers are large (authenticationSchemes), where the bytes on the
+     * wire, not the work, set the pace. */
+    const char *rb = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "replyBytes");
+    char *end = NULL;
+    unsigned long pad = rb ? strtoul(rb, &end, 10) : 0;
+    if (pad > 0 && pad <= 1024 * 1024 && end && !*end) {
+        char *fill = malloc(pad + 1);
+        if (fill) {
+            memset(fill, 'x', pad);
+            fill[pad] = '\0';
+            cJSON_AddStringToObject(out, "pad", fill);
+            free(fill);
+        }
+    }
     sqlite3_reset(t->select);
     sqlite3_clear_bindings(t->select);
     cJSON_Delete(in);
