@@ -82,9 +82,18 @@ void journal_redact(cJSON *doc)
     for (cJSON *item = doc ? doc->child : NULL, *next; item; item = next) {
         next = item->next;
         if (item->string && log_is_secret_name(item->string, strlen(item->string)) &&
-            !cJSON_IsNull(item))
-            cJSON_ReplaceItemInObjectCaseSensitive(doc, item->string, cJSON_CreateString("***"));
-        else if (cJSON_IsObject(item) || cJSON_IsArray(item))
+            !cJSON_IsNull(item)) {
+            /* Replaced through its pointer, not by name: a body may carry the
+             * same key twice ({"password":"x","password":"pass123"}), and by
+             * name only the first would ever be masked. */
+            cJSON *masked = cJSON_CreateString("***");
+            if (masked) {
+                masked->string = item->string;
+                masked->type |= item->type & cJSON_StringIsConst;
+                item->string = NULL;
+                cJSON_ReplaceItemViaPointer(doc, item, masked);
+            }
+        } else if (cJSON_IsObject(item) || cJSON_IsArray(item))
             journal_redact(item);
     }
 }

@@ -428,9 +428,11 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
     char sub[1024];
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "http"))) {
         snprintf(sub, sizeof sub, "%s.http", path);
-        if (!cJSON_IsNumber(v) || v->valuedouble < 100 || v->valuedouble > 599 ||
+        /* A reply is a final answer: 1xx statuses are interim, and a 101 or
+         * 103 sent as the answer leaves a client waiting for another. */
+        if (!cJSON_IsNumber(v) || v->valuedouble < 200 || v->valuedouble > 599 ||
             v->valuedouble != floor(v->valuedouble))
-            problems_add(ps->p, ps->file, sub, "must be an HTTP status from 100 to 599");
+            problems_add(ps->p, ps->file, sub, "must be an HTTP status from 200 to 599");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "headers"))) {
         snprintf(sub, sizeof sub, "%s.headers", path);
