@@ -87,24 +87,41 @@ void log_error(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Whether `word` (lower case) occurs in name[0..len), ignoring case. */
+static int has_word(const char *name, size_t len, const char *word)
+{
+    size_t wl = strlen(word);
+    for (size_t i = 0; i + wl <= len; i++) {
+        size_t k = 0;
+        while (k < wl) {
+            char c = name[i + k];
+            if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != word[k])
+                break;
+            k++;
+        }
+        if (k == wl)
+            return 1;
+    }
+    return 0;
+}
+
 int log_is_secret_name(const char *name, size_t len)
 {
     /* Words that mark a secret anywhere in a name (mfaCode, refreshToken,
-     * passwordHash, tradePin...), and names that are secrets only whole. */
-    static const char *const words[] = {"password", "secret", "token",  "code",
-                                        "pin",      "answer", "cookie", "hash"};
+     * passwordHash, tradePin, apiKey, privateKey, recaptchaResponse...), and
+     * names that are secrets only whole. The whole name is searched, however
+     * long. deviceInfo is one of Mesh's sensitive fields. */
+    static const char *const words[] = {
+        "password",  "secret",    "token",   "code",       "pin",
+        "answer",    "cookie",    "hash",    "apikey",     "privatekey",
+        "accesskey", "recaptcha", "captcha", "credential", "deviceinfo",
+    };
     static const char *const whole[] = {"key", "authorization", "confirm"};
-    char lower[64];
-    if (len >= sizeof lower)
-        len = sizeof lower - 1;
-    for (size_t i = 0; i < len; i++)
-        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
-    lower[len] = '\0';
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strstr(lower, words[i]))
+        if (has_word(name, len, words[i]))
             return 1;
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
-        if (strcmp(lower, whole[i]) == 0)
+        if (strlen(whole[i]) == len && has_word(name, len, whole[i]))
             return 1;
     return 0;
 }

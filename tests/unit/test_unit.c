@@ -107,6 +107,20 @@ static void test_mask_query(void)
     CHECK(log_is_secret_name("refreshToken", 12));
     CHECK(log_is_secret_name("X-Client-Secret", 15));
     CHECK(!log_is_secret_name("userId", 6));
+    /* Names the first look missed (issue 9), and a long name whose secret
+     * word comes after its 63rd character. */
+    static const char *const secret[] = {"apiKey", "privateKey", "deviceInfo", "recaptchaResponse",
+                                         "Key",    "AccessKeyId"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
+        CHECK(log_is_secret_name(secret[i], strlen(secret[i])));
+    const char *longname =
+        "aVeryLongFieldNameThatGoesOnAndOnForMoreThanSixtyThreeCharactersBeforeItsPassword";
+    CHECK(log_is_secret_name(longname, strlen(longname)));
+    static const char *const plain[] = {"username", "type", "monkey", "keyboard", "status"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        CHECK(!log_is_secret_name(plain[i], strlen(plain[i])));
+    log_mask_query("userId=u1&apiKey=k-123&x=1", out, sizeof out);
+    CHECK_STR(out, "userId=u1&apiKey=***&x=1");
 }
 
 static void test_rng_seeded(void)
