@@ -329,9 +329,12 @@ static void truncated_free(void *cls)
 /* Journals a request before its answer goes out, so a client that reads the
  * journal right after its call finds the call there. Admin calls are not
  * journaled: a test reading the journal must not see itself. */
-static void journal_request(struct app *app, struct request_ctx *ctx,
-                            const struct http_response *resp)
+static void journal_request(struct app *app, struct request_ctx *ctx, struct http_response *resp)
 {
+    /* A code in the path stays out of the journal and the log however the
+     * request was answered (405 for another method, 413 before routing...). */
+    if (!resp->log_path[0])
+        router_log_path(ctx->path, resp->log_path, sizeof resp->log_path);
     if (resp->api && strcmp(resp->api, "admin") == 0)
         return;
     char masked[700];

@@ -64,6 +64,30 @@ static int match(const char *pattern, const char *path, struct http_request *req
     return literal;
 }
 
+void router_log_path(const char *path, char *out, size_t cap)
+{
+    char copy[2048];
+    size_t len = strlen(path);
+    if (len >= sizeof copy)
+        return;
+    memcpy(copy, path, len + 1);
+    while (len > 1 && copy[len - 1] == '/')
+        copy[--len] = '\0';
+    const struct route *best = NULL;
+    int best_score = -1;
+    struct http_request probe = {0};
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (size_t i = 0; i < *tables[t].count; i++) {
+            int score = match(tables[t].routes[i].pattern, copy, &probe);
+            if (score > best_score) {
+                best = &tables[t].routes[i];
+                best_score = score;
+            }
+        }
+    if (best && strstr(best->pattern, "{code}"))
+        snprintf(out, cap, "%s", best->pattern);
+}
+
 void router_dispatch(struct app *app, struct http_request *req, struct http_response *resp)
 {
     const struct route *best = NULL;

@@ -25,5 +25,9 @@ struct route {
 };
 
 void router_dispatch(struct app *app, struct http_request *req, struct http_response *resp);
+/* When `path` is for a route that carries a secret in the path (an onlyoffice
+ * {code}), whatever the method, writes the route's pattern into out, for the
+ * log and the journal to show instead; else leaves out as it is. */
+void router_log_path(const char *path, char *out, size_t cap);
 
 #endif
