@@ -138,13 +138,23 @@ static void h_clock_post(struct app *app, const struct http_request *req,
     int to_now = cJSON_IsString(set) && strcmp(set->valuestring, "now") == 0;
     if (set && !to_now && (!cJSON_IsString(set) || clock_parse(set->valuestring, &t))) {
         http_reply_error(resp, 400,
-                         "set must be an ISO-8601 time such as 2030-01-01T00:00:00Z, or \"now\"");
+                         "set must be an ISO-8601 (RFC 3339) time from 1970 to 9999 such as "
+                         "2030-01-01T00:00:00Z, or \"now\"");
         goto out;
     }
     /* "now" takes the clock back to real time (a namespace: to the shared clock). */
     delta = adv      ? adv->valuedouble
             : to_now ? -(ns ? clock_ns_offset(ns) : clock_offset())
                      : t - clock_now_ns(ns);
+    /* The clock stays where dates can be written: repeated advances once
+     * wrapped it to the year -290251. */
+    double then = clock_now_ns(ns) + delta;
+    if (then < 0 || then > 253402300799.0) {
+        http_reply_error(resp, 400,
+                         "the mock clock must stay between 1970-01-01T00:00:00Z and "
+                         "9999-12-31T23:59:59Z");
+        goto out;
+    }
     if (!ns)
         clock_set_offset(clock_offset() + delta);
     else if (clock_set_ns_offset(ns, clock_ns_offset(ns) + delta)) {

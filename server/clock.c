@@ -163,7 +163,17 @@ int clock_parse(const char *text, double *out)
     int y, mo, d, h, mi, s, n = 0;
     if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19)
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+    /* A real instant (RFC 3339): years 1970 to 9999, days that exist in
+     * their month (2030-02-31 is refused, 2028-02-29 is taken), and every
+     * field made of digits only (sscanf would take " 1" or "-1"). */
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    for (int i = 0; i < 19; i++)
+        if (i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && (text[i] < '0' || text[i] > '9'))
+            return -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 60)
+        return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
         return -1;
     const char *p = text + n;
     double frac = 0;
@@ -183,7 +193,9 @@ int clock_parse(const char *text, double *out)
         p++;
     } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
         int th, tm_;
-        if (sscanf(p + 1, "%2d:%2d", &th, &tm_) != 2)
+        if (p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9' || p[4] < '0' || p[4] > '9' ||
+            p[5] < '0' || p[5] > '9' || sscanf(p + 1, "%2d:%2d", &th, &tm_) != 2 || th > 23 ||
+            tm_ > 59)
             return -1;
         tz = (th * 60 + tm_) * 60 * (*p == '+' ? 1 : -1);
         p += 6;

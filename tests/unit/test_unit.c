@@ -86,6 +86,17 @@ static void test_clock(void)
     CHECK(clock_parse("2030-01-01", &t) != 0);
     CHECK(clock_parse("2030-13-01T00:00:00Z", &t) != 0);
     CHECK(clock_parse("2030-01-01T00:00:00Zjunk", &t) != 0);
+    /* Only real instants from 1970 to 9999 (issue 9). */
+    static const char *const invalid[] = {
+        "2030-02-31T00:00:00Z",      "2030-04-31T00:00:00Z",      "2029-02-29T00:00:00Z",
+        "0000-01-01T00:00:00Z",      "1969-12-31T23:59:59Z",      "2030-01-01T00:00:00+99:99",
+        "2030-01-01T00:00:00+24:00", "2030-01-01T00:00:00+1a:00", "2030- 1-01T00:00:00Z",
+        "2030-01-01T-1:00:00Z",
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
+        CHECK(clock_parse(invalid[i], &t) != 0);
+    CHECK(clock_parse("2028-02-29T12:00:00Z", &t) == 0);
+    CHECK(clock_parse("9999-12-31T23:59:59-01:00", &t) == 0);
     clock_format(1893456000.25, out);
     CHECK_STR(out, "2030-01-01T00:00:00.250Z");
     clock_format(1893455999.9999996, out);
