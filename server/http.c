@@ -32,6 +32,8 @@
 
 struct request_ctx {
     struct buf body;
+    int begun;    /* on_access has seen the request (MHD may refuse one before) */
+    int nul_path; /* the raw path had %00: a NUL that decoding would hide */
     int too_large;
     int answered;
     double started;
@@ -451,6 +453,43 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+struct cl_count {
+    const char *first;
+    int conflict;
+};
+
+static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    struct cl_count *c = cls;
+    (void)kind;
+    if (!key || strcasecmp(key, "Content-Length") != 0 || !value)
+        return MHD_YES;
+    if (c->first && strcmp(c->first, value) != 0)
+        c->conflict = 1;
+    if (!c->first)
+        c->first = value;
+    return MHD_YES;
+}
+
+/* Sees the request line before libmicrohttpd decodes it: "%00" decodes to a
+ * NUL that would cut the path short (/__admin/health%00x answered as
+ * /__admin/health). Returns the request's context. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct request_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx && uri) {
+        const char *q = strchr(uri, '?');
+        size_t n = q ? (size_t)(q - uri) : strlen(uri);
+        for (size_t i = 0; i + 3 <= n; i++)
+            if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+                ctx->nul_path = 1;
+    }
+    return ctx;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -458,15 +497,31 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     struct app *app = cls;
     struct request_ctx *ctx = *con_cls;
     (void)version;
-    if (!ctx) {
-        ctx = calloc(1, sizeof *ctx);
+    if (!ctx || !ctx->begun) {
+        if (!ctx)
+            ctx = calloc(1, sizeof *ctx);
         if (!ctx)
             return MHD_NO;
+        ctx->begun = 1;
         ctx->started = clock_monotonic();
         snprintf(ctx->method, sizeof ctx->method, "%s", method);
         snprintf(ctx->path, sizeof ctx->path, "%s", url);
         *con_cls = ctx;
         atomic_fetch_add(&inflight, 1);
+        /* As strict as ASP.NET Core: a NUL in the path, or two Content-Length
+         * headers that disagree, is a bad request, answered before the body. */
+        struct cl_count cls_ = {NULL, 0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_content_length, &cls_);
+        if (ctx->nul_path || cls_.conflict) {
+            struct http_response resp = {0};
+            http_reply_error(&resp, 400, "%s",
+                             ctx->nul_path ? "the request path contains a NUL character"
+                                           : "the request has conflicting Content-Length headers");
+            journal_request(app, ctx, &resp);
+            enum MHD_Result r = send_response(app, conn, ctx, &resp);
+            free(resp.body);
+            return r;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)
             ctx->too_large = 1;
@@ -551,6 +606,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (!ctx)
         return;
+    if (!ctx->begun) { /* refused by libmicrohttpd before it reached us */
+        free(ctx);
+        *con_cls = NULL;
+        return;
+    }
     struct log_request line = {
         .method = ctx->method,
         .path = ctx->path,
@@ -667,7 +727,8 @@ int http_serve(struct app *app, char *err, size_t errlen)
         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {
         snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)", cfg->bind,
                  cfg->port);

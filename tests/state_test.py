@@ -281,6 +281,35 @@ def test_failed_state_writes_fail_requests_and_degrade_health():
         shutil.rmtree(d)
 
 
+def test_conflicting_content_length_is_400():
+    """Two Content-Length headers that disagree are refused before the body
+    (issue 9); two that agree are taken."""
+    import socket
+    p, port = start()
+    try:
+        def send(lengths):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            head = "".join(f"Content-Length: {n}\r\n" for n in lengths)
+            s.sendall(("POST /api/2.0/authentication HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Type: application/json\r\n" + head + "\r\n").encode() +
+                      b'{"userName":"jane@example.com","password":"pass123"}')
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            return data
+        body = '{"userName":"jane@example.com","password":"pass123"}'
+        data = send([len(body), len(body) + 7])
+        assert data.startswith(b"HTTP/1.1 400"), data[:200]
+        data = send([len(body), len(body)])
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    finally:
+        stop(p)
+
+
 TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
 
 if __name__ == "__main__":
