@@ -453,6 +453,18 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* Answers a request before its body is read (journaled and logged as usual). */
+static enum MHD_Result refuse_early(struct app *app, struct MHD_Connection *conn,
+                                    struct request_ctx *ctx, int status, const char *message)
+{
+    struct http_response resp = {0};
+    http_reply_error(&resp, status, "%s", message);
+    journal_request(app, ctx, &resp);
+    enum MHD_Result r = send_response(app, conn, ctx, &resp);
+    free(resp.body);
+    return r;
+}
+
 struct cl_count {
     const char *first;
     int conflict;
@@ -512,28 +524,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
          * headers that disagree, is a bad request, answered before the body. */
         struct cl_count cls_ = {NULL, 0};
         MHD_get_connection_values(conn, MHD_HEADER_KIND, count_content_length, &cls_);
-        if (ctx->nul_path || cls_.conflict) {
-            struct http_response resp = {0};
-            http_reply_error(&resp, 400, "%s",
-                             ctx->nul_path ? "the request path contains a NUL character"
-                                           : "the request has conflicting Content-Length headers");
-            journal_request(app, ctx, &resp);
-            enum MHD_Result r = send_response(app, conn, ctx, &resp);
-            free(resp.body);
-            return r;
-        }
+        if (ctx->nul_path)
+            return refuse_early(app, conn, ctx, 400, "the request path contains a NUL character");
+        if (cls_.conflict)
+            return refuse_early(app, conn, ctx, 400,
+                                "the request has conflicting Content-Length headers");
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)
             ctx->too_large = 1;
         if (!ctx->too_large)
             return MHD_YES;
         /* Refuse before reading the body at all. */
-        struct http_response resp = {0};
-        http_reply_error(&resp, 413, "request body is larger than %d bytes", HTTP_MAX_BODY);
-        journal_request(app, ctx, &resp);
-        enum MHD_Result r = send_response(app, conn, ctx, &resp);
-        free(resp.body);
-        return r;
+        char msg[64];
+        snprintf(msg, sizeof msg, "request body is larger than %d bytes", HTTP_MAX_BODY);
+        return refuse_early(app, conn, ctx, 413, msg);
     }
     if (ctx->answered)
         return MHD_YES; /* a 413 already went out; the rest of the body is discarded */
