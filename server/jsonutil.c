@@ -290,8 +290,89 @@ char *json_render(const cJSON *item, size_t *len)
     return o.data;
 }
 
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* E0: no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* ED: no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80; /* F0: no overlong forms */
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* F4: nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* What System.Text.Json refuses before it parses: text that is not UTF-8, a
+ * control character (NUL included) inside a string or outside one, nesting
+ * deeper than JSON_MAX_DEPTH. Returns 0 or the reason, *off the byte. */
+static enum json_error json_scan(const char *data, size_t len, size_t *off)
+{
+    const unsigned char *d = (const unsigned char *)data;
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = d[i];
+        *off = i;
+        if (c >= 0x80) {
+            size_t n = utf8_len(d + i, len - i);
+            if (!n)
+                return JSON_ERROR_UTF8;
+            i += n;
+            continue;
+        }
+        if (in_string) {
+            if (c == '\\') {
+                i += 2;
+                continue;
+            }
+            if (c == '"')
+                in_string = 0;
+            else if (c < 0x20)
+                return JSON_ERROR_CONTROL;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return JSON_ERROR_DEPTH;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            return JSON_ERROR_CONTROL;
+        }
+        i++;
+    }
+    return JSON_OK;
+}
+
 cJSON *json_parse(const char *data, size_t len, size_t *err_offset)
 {
+    enum json_error why;
+    return json_parse_why(data, len, err_offset, &why);
+}
+
+cJSON *json_parse_why(const char *data, size_t len, size_t *err_offset, enum json_error *why)
+{
+    *why = json_scan(data, len, err_offset);
+    if (*why != JSON_OK)
+        return NULL;
+    *why = JSON_ERROR_SYNTAX;
     const char *end = NULL;
     /* cJSON_ParseWithLengthOpts reports the error position through `end`,
      * which, unlike cJSON_GetErrorPtr, is not shared between threads. */
@@ -308,7 +389,22 @@ cJSON *json_parse(const char *data, size_t len, size_t *err_offset)
         cJSON_Delete(doc);
         return NULL;
     }
+    *why = JSON_OK;
     return doc;
+}
+
+const char *json_error_text(enum json_error why)
+{
+    switch (why) {
+    case JSON_ERROR_UTF8:
+        return "is not valid UTF-8";
+    case JSON_ERROR_CONTROL:
+        return "has a control character that must be escaped";
+    case JSON_ERROR_DEPTH:
+        return "is nested deeper than the maximum depth of 64";
+    default:
+        return "is not valid JSON";
+    }
 }
 
 char *b64_encode(const void *data, size_t len)

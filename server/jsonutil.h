@@ -34,6 +34,19 @@ int json_merge(cJSON *dst, const cJSON *src);
 char *json_render(const cJSON *item, size_t *len);
 /* Parses exactly `len` bytes; on failure returns NULL and sets *err_offset. */
 cJSON *json_parse(const char *data, size_t len, size_t *err_offset);
+/* As strict as System.Text.Json: UTF-8 only, control characters escaped,
+ * nesting up to JSON_MAX_DEPTH. json_parse_why also says what was wrong. */
+#define JSON_MAX_DEPTH 64
+enum json_error {
+    JSON_OK,
+    JSON_ERROR_SYNTAX,
+    JSON_ERROR_UTF8,
+    JSON_ERROR_CONTROL,
+    JSON_ERROR_DEPTH,
+};
+cJSON *json_parse_why(const char *data, size_t len, size_t *err_offset, enum json_error *why);
+/* "is not valid JSON", "is nested deeper than the maximum depth of 64"... */
+const char *json_error_text(enum json_error why);
 
 /* Standard Base64 (RFC 4648 §4). Decoding fails on anything but canonical input. */
 char *b64_encode(const void *data, size_t len);

@@ -361,13 +361,15 @@ static int take_namespace(const struct http_request *req, struct http_response *
 static cJSON *managed_body(const struct http_request *req, struct http_response *resp)
 {
     size_t off;
-    cJSON *body = req->body_len ? json_parse(req->body, req->body_len, &off) : NULL;
+    enum json_error why = JSON_OK;
+    cJSON *body = req->body_len ? json_parse_why(req->body, req->body_len, &off, &why) : NULL;
     if (!body || !cJSON_IsObject(body)) {
         char msg[128];
         if (!req->body_len)
             snprintf(msg, sizeof msg, "A non-empty JSON request body is required.");
         else if (!body)
-            snprintf(msg, sizeof msg, "The request body is not valid JSON (at byte %zu).", off);
+            snprintf(msg, sizeof msg, "The request body %s (at byte %zu).", json_error_text(why),
+                     off);
         else
             snprintf(msg, sizeof msg, "The request body must be a JSON object.");
         send_bad_request(resp, msg, NULL, "invalidField");
@@ -634,10 +636,11 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         return NULL;
     }
     size_t off;
-    cJSON *body = json_parse(req->body, req->body_len, &off);
+    enum json_error why;
+    cJSON *body = json_parse_why(req->body, req->body_len, &off, &why);
     if (!body) {
-        problem_add(errors, "$",
-                    "The request body is not valid JSON. Path: $ | BytePositionInLine: %zu.", off);
+        problem_add(errors, "$", "The request body %s. Path: $ | BytePositionInLine: %zu.",
+                    json_error_text(why), off);
         problem_add(errors, "request", "The request field is required.");
         return NULL;
     }

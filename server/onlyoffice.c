@@ -467,15 +467,18 @@ static cJSON *bind_body(const struct app *app, const struct http_request *req,
         add_error(errors, "", "A non-empty request body is required.");
         goto fail;
     }
-    cJSON *doc = json_parse(req->body, req->body_len, &off);
+    enum json_error why;
+    cJSON *doc = json_parse_why(req->body, req->body_len, &off, &why);
     if (!doc || !cJSON_IsObject(doc)) {
         char msg[200];
-        snprintf(msg, sizeof msg,
-                 doc ? "The JSON value could not be converted to the request type. Path: $ | "
-                       "LineNumber: 0 | BytePositionInLine: 1."
-                     : "The request body is not valid JSON. Path: $ | LineNumber: 0 | "
-                       "BytePositionInLine: %zu.",
-                 off);
+        if (doc)
+            snprintf(msg, sizeof msg,
+                     "The JSON value could not be converted to the request type. Path: $ | "
+                     "LineNumber: 0 | BytePositionInLine: 1.");
+        else
+            snprintf(msg, sizeof msg,
+                     "The request body %s. Path: $ | LineNumber: 0 | BytePositionInLine: %zu.",
+                     json_error_text(why), off);
         add_error(errors, "$", msg);
         add_error(errors, "inDto", "The inDto field is required.");
         cJSON_Delete(doc);

@@ -832,6 +832,53 @@ static void test_journal_concurrent(void)
     journal_free(&app);
 }
 
+/* As strict as System.Text.Json (issue 9). */
+static void test_json_strict(void)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+        enum json_error want;
+    } cases[] = {
+        {"{\"a\":\"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80\"}", 0, JSON_OK},
+        {"{\"a\":\"\xff\"}", 0, JSON_ERROR_UTF8},
+        {"{\"a\":\"\xc0\xaf\"}", 0, JSON_ERROR_UTF8},         /* overlong '/' */
+        {"{\"a\":\"\xed\xa0\x80\"}", 0, JSON_ERROR_UTF8},     /* a surrogate */
+        {"{\"a\":\"\xf4\x90\x80\x80\"}", 0, JSON_ERROR_UTF8}, /* above U+10FFFF */
+        {"{\"a\":\"\xe2\x9c\"}", 0, JSON_ERROR_UTF8},         /* cut short */
+        {"{\"a\":\"x\x01y\"}", 0, JSON_ERROR_CONTROL},
+        {"{\"a\":\"x\\u0001y\"}", 0, JSON_OK}, /* escaped, as it should be */
+        {"{\"a\":1}\x00", 8, JSON_ERROR_CONTROL},
+        {"{\"a\":\"x\x00y\"}", 11, JSON_ERROR_CONTROL},
+        {"{\"a\":", 0, JSON_ERROR_SYNTAX},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text), off;
+        enum json_error why;
+        cJSON *doc = json_parse_why(cases[i].text, len, &off, &why);
+        if (why != cases[i].want)
+            printf("  # case %zu: got %d, want %d\n", i, (int)why, (int)cases[i].want);
+        CHECK(why == cases[i].want);
+        CHECK((doc != NULL) == (cases[i].want == JSON_OK));
+        cJSON_Delete(doc);
+    }
+    /* 64 levels parse; 65 and 1,001 are refused naming the limit. */
+    for (int depth = 64; depth <= 66; depth++) {
+        char text[256];
+        int n = 0;
+        for (int i = 0; i < depth; i++)
+            text[n++] = '[';
+        for (int i = 0; i < depth; i++)
+            text[n++] = ']';
+        size_t off;
+        enum json_error why;
+        cJSON *doc = json_parse_why(text, (size_t)n, &off, &why);
+        CHECK(depth <= JSON_MAX_DEPTH ? doc != NULL : why == JSON_ERROR_DEPTH);
+        cJSON_Delete(doc);
+    }
+    CHECK(strstr(json_error_text(JSON_ERROR_DEPTH), "64") != NULL);
+}
+
 struct test {
     const char *name;
     void (*fn)(void);
@@ -856,6 +903,7 @@ static const struct test tests[] = {
     {"base32: RFC 4648 vectors and tfaKey", test_base32},
     {"onlyoffice: phoneNoise", test_phone_noise},
     {"json_render writes what cJSON_PrintUnformatted writes", test_json_render},
+    {"json: UTF-8, control characters and depth as System.Text.Json", test_json_strict},
     {"journal: records wrap around a small ring and stay whole", test_journal_wraps},
     {"journal: an entry larger than the ring is not kept", test_journal_too_big_entry},
     {"journal: concurrent writers, clears and readers", test_journal_concurrent},
