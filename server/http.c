@@ -356,6 +356,7 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
         .user = resp->user[0] ? resp->user : NULL,
         .body = ctx->body.data,
         .body_len = ctx->body.len,
+        .body_secret = resp->body_secret,
     };
     journal_record(app, &e);
 }

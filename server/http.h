@@ -56,6 +56,9 @@ struct http_response {
     char state_from[64];
     char state_to[64];
     char user[128]; /* the API's user key, for the journal's user filter */
+    /* A body member this request carries a secret in (an API key as mesh's
+     * username): the journal masks it too. A static string. */
+    const char *body_secret;
 };
 
 const char *http_header(const struct http_request *r, const char *name);

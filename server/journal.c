@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -76,24 +77,28 @@ struct journal {
     int trim_pending, stopping;
 };
 
+/* Replaces a member by "***" through its pointer (not by name: a body may
+ * carry the same key twice, and by name only the first would be masked). */
+static void mask_member(cJSON *parent, cJSON *item)
+{
+    cJSON *masked = cJSON_CreateString("***");
+    if (!masked)
+        return;
+    masked->string = item->string;
+    masked->type |= item->type & cJSON_StringIsConst;
+    item->string = NULL;
+    cJSON_ReplaceItemViaPointer(parent, item, masked);
+}
+
 void journal_redact(cJSON *doc)
 {
     /* The next pointer is taken first: replacing an item frees it. */
     for (cJSON *item = doc ? doc->child : NULL, *next; item; item = next) {
         next = item->next;
         if (item->string && log_is_secret_name(item->string, strlen(item->string)) &&
-            !cJSON_IsNull(item)) {
-            /* Replaced through its pointer, not by name: a body may carry the
-             * same key twice ({"password":"x","password":"pass123"}), and by
-             * name only the first would ever be masked. */
-            cJSON *masked = cJSON_CreateString("***");
-            if (masked) {
-                masked->string = item->string;
-                masked->type |= item->type & cJSON_StringIsConst;
-                item->string = NULL;
-                cJSON_ReplaceItemViaPointer(doc, item, masked);
-            }
-        } else if (cJSON_IsObject(item) || cJSON_IsArray(item))
+            !cJSON_IsNull(item))
+            mask_member(doc, item);
+        else if (cJSON_IsObject(item) || cJSON_IsArray(item))
             journal_redact(item);
     }
 }
@@ -177,8 +182,8 @@ void journal_free(struct app *app)
  * UTF-8 boundary, or a note of its size. Secrets are masked before the cut, so
  * the cut never exposes a secret a whole body would have hidden. Returns the
  * text (malloc'd, or `note` itself) and its length in *len. */
-static char *stored_body(const char *body, size_t blen, char note[64], size_t *len, int *json,
-                         int *truncated)
+static char *stored_body(const char *body, size_t blen, const char *secret, char note[64],
+                         size_t *len, int *json, int *truncated)
 {
     size_t off;
     cJSON *doc = json_parse(body, blen, &off);
@@ -190,6 +195,14 @@ static char *stored_body(const char *body, size_t blen, char note[64], size_t *l
         return note;
     }
     journal_redact(doc);
+    /* A top-level member the API says is a secret for this request (an API key
+     * sent as mesh's username), under any letter case, as the API binds it. */
+    for (cJSON *item = secret && cJSON_IsObject(doc) ? doc->child : NULL, *next; item;
+         item = next) {
+        next = item->next;
+        if (item->string && strcasecmp(item->string, secret) == 0 && !cJSON_IsNull(item))
+            mask_member(doc, item);
+    }
     char *out = json_render(doc, len);
     cJSON_Delete(doc);
     if (!out) {
@@ -260,8 +273,9 @@ void journal_record(struct app *app, const struct journal_entry *e)
     char note[64];
     size_t blen = 0;
     int json = 0, truncated = 0;
-    char *body =
-        e->body_len ? stored_body(e->body, e->body_len, note, &blen, &json, &truncated) : NULL;
+    char *body = e->body_len ? stored_body(e->body, e->body_len, e->body_secret, note, &blen, &json,
+                                           &truncated)
+                             : NULL;
     const char *src[NSTR] = {[S_NS] = e->ns ? e->ns : "",
                              [S_API] = e->api ? e->api : "",
                              [S_METHOD] = e->method,

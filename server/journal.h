@@ -24,6 +24,7 @@ struct journal_entry {
     const char *scenario, *state_from, *state_to, *user;
     const char *body; /* raw request body, not NUL-terminated */
     size_t body_len;
+    const char *body_secret; /* a top-level body member to mask besides the usual, or NULL */
 };
 
 struct journal_filter {

@@ -777,6 +777,10 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         return;
     }
     cJSON_AddStringToObject(facts, "schemeType", json_str(integ, "schemeType"));
+    /* API-key brokers take the key as username: the journal masks it. */
+    const char *scheme_type = json_str(integ, "schemeType");
+    if (scheme_type && strcmp(scheme_type, "apiKey") == 0)
+        resp->body_secret = "username";
 
     static const char *const remembered[] = {"username"};
     char identity[200];
