@@ -12,6 +12,7 @@
 #include "onlyoffice.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +276,25 @@ static void h_scenario_delete(struct app *app, const struct http_request *req,
     cJSON_Delete(o);
 }
 
+/* Reads ?name= as a whole number from min to max into *out (left as it is
+ * when absent); answers 400 naming the range and returns -1 otherwise. */
+static int query_number(const struct http_request *req, const char *name, long min, long max,
+                        long *out, struct http_response *resp)
+{
+    const char *v = http_query_arg(req, name);
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max) {
+        http_reply_error(resp, 400, "%s must be a whole number from %ld to %ld", name, min, max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
 /* ---- sessions --------------------------------------------------------- */
 
 static void h_sessions(struct app *app, const struct http_request *req, struct http_response *resp)
@@ -285,24 +305,9 @@ static void h_sessions(struct app *app, const struct http_request *req, struct h
     /* Paged like the journal: ?limit= (1 to 1000, default 1000) and ?before=
      * the cursor of the last session seen, also sent as X-Authmock-Next-Before. */
     long limit = 1000, before = 0;
-    const char *v;
-    char *end;
-    if ((v = http_query_arg(req, "limit"))) {
-        errno = 0;
-        limit = strtol(v, &end, 10);
-        if (errno || end == v || *end || limit < 1 || limit > 1000) {
-            http_reply_error(resp, 400, "limit must be a whole number from 1 to 1000");
-            return;
-        }
-    }
-    if ((v = http_query_arg(req, "before"))) {
-        errno = 0;
-        before = strtol(v, &end, 10);
-        if (errno || end == v || *end || before < 1) {
-            http_reply_error(resp, 400, "before must be a session cursor (a whole number above 0)");
-            return;
-        }
-    }
+    if (query_number(req, "limit", 1, 1000, &limit, resp) ||
+        query_number(req, "before", 1, LONG_MAX, &before, resp))
+        return;
     uint64_t next = 0;
     cJSON *list = scenario_sessions(app->engine, admin_namespace(req, ns),
                                     http_query_arg(req, "api"), limit, (uint64_t)before, &next);
@@ -389,22 +394,9 @@ static int journal_filter_from(const struct http_request *req, struct journal_fi
         }
         f->since = t;
     }
-    struct {
-        const char *name;
-        long min, max, *out;
-    } nums[] = {{"limit", 1, 1000, &f->limit}, {"before", 1, 9007199254740991L, &f->before}};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-        if (!(v = http_query_arg(req, nums[i].name)))
-            continue;
-        errno = 0;
-        long n = strtol(v, &end, 10);
-        if (errno || end == v || *end || n < nums[i].min || n > nums[i].max) {
-            http_reply_error(resp, 400, "%s must be a whole number from %ld to %ld", nums[i].name,
-                             nums[i].min, nums[i].max);
-            return -1;
-        }
-        *nums[i].out = n;
-    }
+    if (query_number(req, "limit", 1, 1000, &f->limit, resp) ||
+        query_number(req, "before", 1, 9007199254740991L, &f->before, resp))
+        return -1;
     if ((v = http_query_arg(req, "status"))) {
         long n = strtol(v, &end, 10);
         if (*end || n < 100 || n > 599) {

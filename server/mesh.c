@@ -438,12 +438,6 @@ static cJSON *account_json(const char *ns, const char *user_id, const char *type
     return acc;
 }
 
-/* The key of a token in one namespace's index. */
-static int token_key(const char *ns, const char *token, char *out, size_t cap)
-{
-    return state_key(out, cap, ns, &token, 1) < 0 ? -1 : 0;
-}
-
 /* Issues and keeps an access/refresh token pair for one account; returns the
  * BrokerAccountTokens object. A connection keeps its newest MESH_CONN_TOKENS
  * pairs: older ones stop working. */
@@ -489,13 +483,13 @@ static cJSON *issue_tokens(struct app *app, const char *ns, const char *user_id,
     }
     state_unlock(&held);
     if (c && access && refresh) {
-        if (token_key(ns, access, ik, sizeof ik) == 0)
+        if (state_ns_key(ns, access, ik, sizeof ik) == 0)
             state_link_put(app->state, SK_MESH_ACCESS, ik, ck);
-        if (token_key(ns, refresh, ik, sizeof ik) == 0)
+        if (state_ns_key(ns, refresh, ik, sizeof ik) == 0)
             state_link_put(app->state, SK_MESH_REFRESH, ik, ck);
-        if (dropped[0][0] && token_key(ns, dropped[0], ik, sizeof ik) == 0)
+        if (dropped[0][0] && state_ns_key(ns, dropped[0], ik, sizeof ik) == 0)
             state_link_drop(app->state, SK_MESH_ACCESS, ik);
-        if (dropped[1][0] && token_key(ns, dropped[1], ik, sizeof ik) == 0)
+        if (dropped[1][0] && state_ns_key(ns, dropped[1], ik, sizeof ik) == 0)
             state_link_drop(app->state, SK_MESH_REFRESH, ik);
     }
 answer:;
@@ -521,7 +515,8 @@ static struct state_mesh_conn *conn_of_token(struct app *app, enum state_kind in
     user_id[0] = type[0] = '\0';
     held->shard = NULL;
     *pair = NULL;
-    if (token_key(ns, token, ik, sizeof ik) || state_link_get(app->state, index, ik, ck, sizeof ck))
+    if (state_ns_key(ns, token, ik, sizeof ik) ||
+        state_link_get(app->state, index, ik, ck, sizeof ck))
         return NULL;
     const char *u = strchr(ck, STATE_KEY_SEP);
     const char *t = u ? strchr(u + 1, STATE_KEY_SEP) : NULL;

@@ -72,11 +72,6 @@ static const cJSON *user_by(const struct app *app, const char *key, const char *
     return value ? fixtures_find(app->fixtures.onlyoffice_users, key, value, 1) : NULL;
 }
 
-static int user_key(const char *ns, const char *id, char *out, size_t cap)
-{
-    return state_key(out, cap, ns, &id, 1) < 0 ? -1 : 0;
-}
-
 /* Serialises the changes of one user (its overlay, codes and attempts) in a
  * namespace; other users go on in parallel. Striped by a hash of the user. */
 static pthread_mutex_t user_locks[64];
@@ -118,7 +113,7 @@ static void user_load(struct app *app, const char *ns, const cJSON *fx, struct o
     snprintf(u->used_codes, sizeof u->used_codes, ",");
     char key[256];
     struct state_lock held = {0};
-    struct state_oo_user *o = user_key(ns, u->id, key, sizeof key)
+    struct state_oo_user *o = state_ns_key(ns, u->id, key, sizeof key)
                                   ? NULL
                                   : state_get(app->state, SK_OO_USER, key, 0, &held);
     if (o) {
@@ -134,7 +129,7 @@ static void user_save(struct app *app, const char *ns, const struct oo_user *u)
 {
     char key[256];
     struct state_lock held = {0};
-    struct state_oo_user *o = user_key(ns, u->id, key, sizeof key)
+    struct state_oo_user *o = state_ns_key(ns, u->id, key, sizeof key)
                                   ? NULL
                                   : state_get(app->state, SK_OO_USER, key, 1, &held);
     if (o) {
@@ -550,7 +545,7 @@ static char *issue_token(struct app *app, const char *ns, const struct oo_user *
     char *token = b64_encode(raw, sizeof raw);
     char key[512];
     struct state_lock held = {0};
-    struct state_oo_token *t = token && user_key(ns, token, key, sizeof key) == 0
+    struct state_oo_token *t = token && state_ns_key(ns, token, key, sizeof key) == 0
                                    ? state_get(app->state, SK_OO_TOKEN, key, 1, &held)
                                    : NULL;
     if (t) {
@@ -578,7 +573,7 @@ static void issue_confirm_key(struct app *app, const char *ns, const struct oo_u
     snprintf(out, 80, "%.0f.%s", floor((now - 1262304000.0) * 1000.0), h);
     char key[256];
     struct state_lock held = {0};
-    struct state_oo_confirm *c = user_key(ns, out, key, sizeof key) == 0
+    struct state_oo_confirm *c = state_ns_key(ns, out, key, sizeof key) == 0
                                      ? state_get(app->state, SK_OO_CONFIRM, key, 1, &held)
                                      : NULL;
     if (c) {
@@ -595,7 +590,7 @@ static int check_confirm_key(struct app *app, const char *ns, const char *key, c
                              double now, char user_id[64])
 {
     char k[512];
-    if (!key || !*key || user_key(ns, key, k, sizeof k))
+    if (!key || !*key || state_ns_key(ns, key, k, sizeof k))
         return 1;
     struct state_lock held;
     struct state_oo_confirm *c = state_get(app->state, SK_OO_CONFIRM, k, 0, &held);
@@ -614,7 +609,7 @@ static double put_auth_code(struct app *app, const char *ns, const char *phone, 
                             double now)
 {
     char key[256];
-    if (user_key(ns, phone, key, sizeof key))
+    if (state_ns_key(ns, phone, key, sizeof key))
         return -1;
     struct state_lock held;
     struct state_oo_sms *box = state_get(app->state, SK_OO_SMS, key, 1, &held);
@@ -705,7 +700,7 @@ static int validate_sms(struct app *app, const char *ns, struct oo_user *u, cons
     if (attempts_exceeded(app, ns, "onlyoffice.sms", u->phone, SMS_TTL, SMS_MAX_CHECKS, now))
         return 0;
     char key[256];
-    if (user_key(ns, u->phone, key, sizeof key))
+    if (state_ns_key(ns, u->phone, key, sizeof key))
         return 0;
     struct state_lock held;
     struct state_oo_sms *box = state_get(app->state, SK_OO_SMS, key, 0, &held);
@@ -1157,7 +1152,7 @@ static int presented_token(const struct http_request *req, char *out, size_t cap
 static int token_valid(struct app *app, const char *ns, const char *token, char user_id[64])
 {
     char key[600];
-    if (user_key(ns, token, key, sizeof key))
+    if (state_ns_key(ns, token, key, sizeof key))
         return 0;
     struct state_lock held;
     struct state_oo_token *t = state_get(app->state, SK_OO_TOKEN, key, 0, &held);
@@ -1206,7 +1201,7 @@ static void h_logout(struct app *app, const struct http_request *req, struct htt
         cookie_token(cookie, token, sizeof token);
         char key[600];
         struct state_lock held = {0};
-        struct state_oo_token *t = user_key(resp->ns, token, key, sizeof key) == 0
+        struct state_oo_token *t = state_ns_key(resp->ns, token, key, sizeof key) == 0
                                        ? state_get(app->state, SK_OO_TOKEN, key, 0, &held)
                                        : NULL;
         if (t) {

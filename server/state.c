@@ -255,6 +255,11 @@ int state_key(char *buf, size_t cap, const char *ns, const char *const *parts, s
     return (int)len;
 }
 
+int state_ns_key(const char *ns, const char *name, char *out, size_t cap)
+{
+    return state_key(out, cap, ns, &name, 1) < 0 ? -1 : 0;
+}
+
 static struct shard *shard_of(struct state *st, enum state_kind kind, uint64_t h)
 {
     const struct map *m = &st->maps[kind];
@@ -585,7 +590,6 @@ void state_reset(struct state *st, const char *ns)
 static void sweep(struct state *st)
 {
     uint64_t began = atomic_load(&st->seq);
-    size_t freed = 0;
     for (int k = 0; k < SK_COUNT; k++) {
         for (size_t i = 0; i < STATE_SHARDS; i++) {
             struct shard *sh = &st->maps[k].shards[i];
@@ -600,17 +604,15 @@ static void sweep(struct state *st)
                 dead = r;
             }
             pthread_mutex_unlock(&sh->lock);
-            size_t here = 0;
+            int freed_some = dead != NULL;
             for (struct state_rec *r = dead, *next; r; r = next) {
                 next = r->hnext;
                 rec_free(r);
-                here++;
             }
-            freed += here;
             /* Frees compete with requests for the allocator and, on two
              * cores, for the CPU: pause between shards so a large reset is
              * freed over a fraction of a second instead of stalling traffic. */
-            if (here) {
+            if (freed_some) {
                 struct timespec pause = {0, 500 * 1000};
                 nanosleep(&pause, NULL);
             }
@@ -631,7 +633,6 @@ static void sweep(struct state *st)
     /* No malloc_trim here: it holds the allocator's lock while it walks the
      * whole heap, and requests waited on it for milliseconds. The freed memory
      * is reused by the records that come next; the bounds cap it. */
-    (void)freed;
 }
 
 static void *sweeper_main(void *arg)

@@ -139,6 +139,8 @@ void state_close(struct state *st);
 
 /* Builds "ns<SEP>a<SEP>b..." into buf; returns its length, or -1 when it does not fit. */
 int state_key(char *buf, size_t cap, const char *ns, const char *const *parts, size_t nparts);
+/* The key of `name` (a token, a user id, a phone...) in one namespace: 0, or -1. */
+int state_ns_key(const char *ns, const char *name, char *out, size_t cap);
 
 /* The record of `kind` under `key`, with its shard locked in *held (also when
  * NULL is returned: the caller may then state_put). With `create`, a missing
