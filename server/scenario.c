@@ -1818,47 +1818,40 @@ void scenario_state_names(const struct scenario *s, struct buf *out)
         buf_printf(out, "%s%s", i ? ", " : "", s->states[i].name);
 }
 
-/* A chosen session: its tick is copied, since the record may go (another
- * shard, unlocked) before the list is done; the pointer is only compared. */
-struct session_pick {
-    uint64_t tick;
-    const void *rec;
-};
-
 struct sessions_ctx {
     struct scenario_engine *e;
     const char *ns, *api;
     uint64_t before;
     size_t limit;
     /* The `limit` newest sessions before the cursor: a min-heap on tick. */
-    struct session_pick *heap;
+    uint64_t *heap; /* ticks only: a record may go (another shard, unlocked) meanwhile */
     size_t n;
     cJSON *list;
     size_t in_shard;    /* sessions taken from the shard being walked */
     uint64_t threshold; /* pass two renders ticks from here up */
 };
 
-static void heap_sift_down(struct session_pick *h, size_t n, size_t i)
+static void heap_sift_down(uint64_t *h, size_t n, size_t i)
 {
     for (;;) {
         size_t m = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && h[l].tick < h[m].tick)
+        if (l < n && h[l] < h[m])
             m = l;
-        if (r < n && h[r].tick < h[m].tick)
+        if (r < n && h[r] < h[m])
             m = r;
         if (m == i)
             return;
-        struct session_pick t = h[i];
+        uint64_t t = h[i];
         h[i] = h[m];
         h[m] = t;
         i = m;
     }
 }
 
-static void heap_sift_up(struct session_pick *h, size_t i)
+static void heap_sift_up(uint64_t *h, size_t i)
 {
-    while (i > 0 && h[(i - 1) / 2].tick > h[i].tick) {
-        struct session_pick t = h[i];
+    while (i > 0 && h[(i - 1) / 2] > h[i]) {
+        uint64_t t = h[i];
         h[i] = h[(i - 1) / 2];
         h[(i - 1) / 2] = t;
         i = (i - 1) / 2;
@@ -1940,12 +1933,12 @@ static int collect_session(void *rec, void *cls)
         return 0;
     if (!session_wanted(c, ss))
         return 0;
-    struct session_pick pick = {ss->rec.tick, ss};
+    uint64_t tick = ss->rec.tick;
     if (c->n < c->limit) {
-        c->heap[c->n] = pick;
+        c->heap[c->n] = tick;
         heap_sift_up(c->heap, c->n++);
-    } else if (pick.tick > c->heap[0].tick) {
-        c->heap[0] = pick;
+    } else if (tick > c->heap[0]) {
+        c->heap[0] = tick;
         heap_sift_down(c->heap, c->n, 0);
     }
     return ++c->in_shard >= c->limit;
@@ -1986,7 +1979,7 @@ cJSON *scenario_sessions(struct scenario_engine *e, const char *ns, const char *
     if (!c.heap)
         return c.list;
     state_each_recent(e->state, SK_SESSION, collect_session, shard_begin, &c);
-    c.threshold = c.n == c.limit ? c.heap[0].tick : 0;
+    c.threshold = c.n == c.limit ? c.heap[0] : 0;
     state_each_recent(e->state, SK_SESSION, render_session, shard_begin, &c);
     free(c.heap);
     size_t n = (size_t)cJSON_GetArraySize(c.list);
