@@ -714,7 +714,8 @@ int http_serve(struct app *app, char *err, size_t errlen)
     unsigned int threads =
         cfg->threads > 0 ? (unsigned int)cfg->threads : (unsigned int)(ncpu > 0 ? ncpu : 2);
 
-    /* Signals are taken by sigwait below: block them before any thread starts. */
+    /* Signals are taken by sigwait below. main() blocked them before its first
+     * thread; blocking again keeps http_serve right for any other caller. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
