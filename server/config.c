@@ -38,6 +38,7 @@ enum opt_id {
     OPT_TLS_KEY,
     OPT_THREADS,
     OPT_CONN_TIMEOUT,
+    OPT_REQ_TIMEOUT,
     OPT_MAX_CONN,
     OPT_MAX_SESSIONS,
     OPT_MAX_TOKENS,
@@ -84,9 +85,13 @@ static const struct opt_desc opts[] = {
     {"threads", 1, OPT_THREADS, "AUTHMOCK_THREADS", "N",
      "worker threads (default: number of CPUs)"},
     {"connection-timeout", 1, OPT_CONN_TIMEOUT, "AUTHMOCK_CONNECTION_TIMEOUT", "S",
-     "close idle or slow connections after S seconds (default 30)"},
+     "close a connection idle for S seconds (default 30)"},
+    {"request-timeout", 1, OPT_REQ_TIMEOUT, "AUTHMOCK_REQUEST_TIMEOUT", "S",
+     "answer 408 and close when a request has not wholly arrived S seconds after its first "
+     "byte (default 10)"},
     {"max-connections", 1, OPT_MAX_CONN, "AUTHMOCK_MAX_CONNECTIONS", "N",
-     "concurrent connections accepted (default 1024)"},
+     "concurrent connections accepted; the open-file limit is raised to fit (default: what "
+     "the limit allows, up to 10000)"},
     {"max-sessions", 1, OPT_MAX_SESSIONS, "AUTHMOCK_MAX_SESSIONS", "N",
      "identities kept (and a quarter as many SMS phones, confirm keys, user changes); least "
      "recently used go first (default 10000)"},
@@ -231,8 +236,13 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
             goto bad_number;
         cfg->connection_timeout = (int)n;
         return 0;
+    case OPT_REQ_TIMEOUT:
+        if (parse_long(val, 1, 3600, &n))
+            goto bad_number;
+        cfg->request_timeout = (int)n;
+        return 0;
     case OPT_MAX_CONN:
-        if (parse_long(val, 1, 100000, &n))
+        if (parse_long(val, 1, 1000000, &n))
             goto bad_number;
         cfg->max_connections = (int)n;
         return 0;
@@ -261,7 +271,8 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     cfg->journal_max_bytes = 8L << 20;
     cfg->threads = 0;
     cfg->connection_timeout = 30;
-    cfg->max_connections = 1024;
+    cfg->request_timeout = 10;
+    cfg->max_connections = 0;
     cfg->max_sessions = 10000;
     cfg->max_tokens = 10000;
     *mode = CONFIG_SERVE;

@@ -30,7 +30,8 @@ struct config {
     const char *tls_key;
     int threads;
     int connection_timeout;
-    int max_connections;
+    int request_timeout;
+    int max_connections; /* 0: as many as the file limit allows, up to 10000 */
     long max_sessions;
     long max_tokens;
 };

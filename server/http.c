@@ -12,6 +12,7 @@
 #include "app.h"
 #include "journal.h"
 #include "clock.h"
+#include "conntrack.h"
 #include "log.h"
 #include "router.h"
 
@@ -27,13 +28,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* Limits on what precedes the body, as strict as Kestrel's defaults where
+ * libmicrohttpd's 32 KiB connection pool allows: an 8 KiB request target, 100
+ * headers. libmicrohttpd itself answers 414/431 when the line or the header
+ * block outgrows the pool, but it hangs when query parameters exhaust it (each
+ * takes a 64-byte record), so they are capped well inside it. */
+#define HTTP_POOL_BYTES (32 * 1024)
+#define HTTP_MAX_TARGET 8192
+#define HTTP_MAX_QUERY  128
+#define HTTP_MAX_FIELDS 100
 
 struct request_ctx {
     struct buf body;
     int begun;    /* on_access has seen the request (MHD may refuse one before) */
     int nul_path; /* the raw path had %00: a NUL that decoding would hide */
+    int refuse;   /* a status to answer at once (414), found in the raw request line */
     int too_large;
     int answered;
     double started;
@@ -460,6 +473,7 @@ static enum MHD_Result refuse_early(struct app *app, struct MHD_Connection *conn
 {
     struct http_response resp = {0};
     http_reply_error(&resp, status, "%s", message);
+    conntrack_received(conntrack_of(conn));
     journal_request(app, ctx, &resp);
     enum MHD_Result r = send_response(app, conn, ctx, &resp);
     free(resp.body);
@@ -485,22 +499,49 @@ static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, 
     return MHD_YES;
 }
 
-/* Sees the request line before libmicrohttpd decodes it: "%00" decodes to a
- * NUL that would cut the path short (/__admin/health%00x answered as
- * /__admin/health). Returns the request's context. */
+/* Sees the request line before libmicrohttpd decodes it or parses its query,
+ * and creates the request's context:
+ * - "%00" decodes to a NUL that would cut the path short
+ *   (/__admin/health%00x answered as /__admin/health): refused with 400;
+ * - a target over HTTP_MAX_TARGET bytes or with over HTTP_MAX_QUERY query
+ *   parameters is refused with 414, and its query is blanked in place (the
+ *   line is libmicrohttpd's own writable buffer, parsed right after this call)
+ *   so that the parameters cannot exhaust the connection's pool;
+ * - the request's deadline starts, if the reaper has not started it yet. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
-    (void)conn;
+    conntrack_began(conntrack_of(conn));
     struct request_ctx *ctx = calloc(1, sizeof *ctx);
-    if (ctx && uri) {
-        const char *q = strchr(uri, '?');
-        size_t n = q ? (size_t)(q - uri) : strlen(uri);
-        for (size_t i = 0; i + 3 <= n; i++)
-            if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
-                ctx->nul_path = 1;
+    if (!ctx || !uri)
+        return ctx;
+    const char *q = strchr(uri, '?');
+    size_t n = q ? (size_t)(q - uri) : strlen(uri);
+    for (size_t i = 0; i + 3 <= n; i++)
+        if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+            ctx->nul_path = 1;
+    snprintf(ctx->path, sizeof ctx->path, "%.*s", (int)(n < 255 ? n : 255), uri);
+    size_t params = 0;
+    if (q && q[1])
+        for (const char *c = q; *c; c++)
+            params += *c == '&' || *c == '?';
+    if (n + (q ? strlen(q) : 0) > HTTP_MAX_TARGET || params > HTTP_MAX_QUERY) {
+        ctx->refuse = 414;
+        if (q)
+            *(char *)(q + 1) = '\0';
     }
     return ctx;
+}
+
+/* Counts the request's header fields. */
+static enum MHD_Result count_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    (void)key;
+    (void)value;
+    (*(int *)cls)++;
+    return MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -525,6 +566,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
          * headers that disagree, is a bad request, answered before the body. */
         struct cl_count cls_ = {NULL, 0};
         MHD_get_connection_values(conn, MHD_HEADER_KIND, count_content_length, &cls_);
+        int fields = 0;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_field, &fields);
+        if (ctx->refuse == 414) {
+            char msg[96];
+            snprintf(msg, sizeof msg,
+                     "the request target is longer than %d bytes or has more than %d query "
+                     "parameters",
+                     HTTP_MAX_TARGET, HTTP_MAX_QUERY);
+            return refuse_early(app, conn, ctx, 414, msg);
+        }
+        if (fields > HTTP_MAX_FIELDS) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "the request has more than %d header fields",
+                     HTTP_MAX_FIELDS);
+            return refuse_early(app, conn, ctx, 431, msg);
+        }
         if (ctx->nul_path)
             return refuse_early(app, conn, ctx, 400, "the request path contains a NUL character");
         if (cls_.conflict)
@@ -560,6 +617,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
 
+    /* The request is whole: its deadline no longer applies (or it already
+     * expired and the connection is being closed). */
+    if (conntrack_received(conntrack_of(conn)) != 0)
+        return MHD_NO;
     struct http_response *resp = calloc(1, sizeof *resp);
     if (!resp)
         return MHD_NO;
@@ -606,15 +667,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct request_ctx *ctx = *con_cls;
-    (void)cls;
-    (void)conn;
+    struct app *app = cls;
     (void)toe;
+    struct conn_track *track = conntrack_of(conn);
+    int expired = conntrack_expired(track);
+    conntrack_done(track);
     if (!ctx)
         return;
-    if (!ctx->begun) { /* refused by libmicrohttpd before it reached us */
+    if (!ctx->begun) {
+        /* Refused by libmicrohttpd (431: header block too large) or expired
+         * before its headers were whole: the log still tells of it. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        int status = expired ? 408 : ci ? (int)ci->http_status : 0;
+        if (status) {
+            char path[256] = "";
+            router_log_path(ctx->path, path, sizeof path);
+            struct log_request line = {
+                .method = "-", .path = path[0] ? path : ctx->path, .status = status};
+            log_request(&line);
+        }
         free(ctx);
         *con_cls = NULL;
         return;
+    }
+    if (expired && !ctx->answered) {
+        /* The reaper answered 408 on the socket; journal it like any answer. */
+        struct http_response resp = {0};
+        http_reply_error(&resp, 408, "request timeout");
+        journal_request(app, ctx, &resp);
+        if (resp.log_path[0])
+            snprintf(ctx->path, sizeof ctx->path, "%s", resp.log_path);
+        free(resp.body);
+        ctx->status = 408;
     }
     struct log_request line = {
         .method = ctx->method,
@@ -636,6 +721,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&inflight, 1);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        conntrack_opened(conn, socket_context);
+    else
+        conntrack_closed(socket_context);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -644,7 +739,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_error("libmicrohttpd: %s", msg);
+    /* A client that goes away mid-request (or one the reaper shut out) is
+     * not the server's error. */
+    if (strstr(msg, "detected connection closure"))
+        log_info("libmicrohttpd: %s", msg);
+    else
+        log_error("libmicrohttpd: %s", msg);
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen)
@@ -660,6 +760,38 @@ static char *read_pem(const char *path, char *err, size_t errlen)
         return NULL;
     }
     return pem;
+}
+
+/* Raises the soft open-file limit to the hard one and returns how many
+ * connections fit under it (a few descriptors are kept for the listen socket,
+ * epoll sets, the store, the journal and the log). When `wanted` does not
+ * fit, returns -1 with the reason. */
+static int connection_limit(int wanted, char *err, size_t errlen)
+{
+    enum { RESERVED = 64, DEFAULT_MAX = 10000 };
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return wanted ? wanted : 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl = raised;
+    }
+    long fit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 + RESERVED
+                   ? 1000000
+                   : (long)rl.rlim_cur - RESERVED;
+    if (fit < 1)
+        fit = 1;
+    if (!wanted)
+        return (int)(fit < DEFAULT_MAX ? fit : DEFAULT_MAX);
+    if (wanted > fit) {
+        snprintf(err, errlen,
+                 "--max-connections %d: the open-file limit (ulimit -n, hard %llu) allows at "
+                 "most %ld",
+                 wanted, (unsigned long long)rl.rlim_max, fit);
+        return -1;
+    }
+    return wanted;
 }
 
 /* libmicrohttpd 0.9.75 races with itself when it quiesces a thread pool on
@@ -710,6 +842,12 @@ int http_serve(struct app *app, char *err, size_t errlen)
         }
         flags |= MHD_USE_TLS;
     }
+    int max_connections = connection_limit(cfg->max_connections, err, errlen);
+    if (max_connections < 0) {
+        free(cert);
+        free(key);
+        return -1;
+    }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned int threads =
         cfg->threads > 0 ? (unsigned int)cfg->threads : (unsigned int)(ncpu > 0 ? ncpu : 2);
@@ -732,9 +870,10 @@ int http_serve(struct app *app, char *err, size_t errlen)
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, app, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {
         snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)", cfg->bind,
                  cfg->port);
@@ -748,6 +887,7 @@ int http_serve(struct app *app, char *err, size_t errlen)
     app->tls = cert != NULL;
     timer.stop = 0;
     pthread_create(&timer.thread, NULL, timer_main, NULL);
+    conntrack_start(cfg->request_timeout, app->tls);
 
     printf("authmock %s listening on %s://%s%s%s:%d (fixtures: %zu, scenarios: %zu, profile: %s)\n",
            AUTHMOCK_VERSION, cert ? "https" : "http", strchr(cfg->bind, ':') ? "[" : "", cfg->bind,
@@ -772,6 +912,7 @@ int http_serve(struct app *app, char *err, size_t errlen)
     pthread_cond_signal(&timer.cond);
     pthread_mutex_unlock(&timer.lock);
     pthread_join(timer.thread, NULL);
+    conntrack_stop();
     MHD_stop_daemon(d);
     free(timer.items);
     timer.items = NULL;
