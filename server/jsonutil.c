@@ -5,6 +5,7 @@
  */
 #include "jsonutil.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -81,6 +82,71 @@ const char *str_find(const char *const *values, size_t n, const char *s, int noc
         if ((nocase ? strcasecmp(values[i], s) : strcmp(values[i], s)) == 0)
             return values[i];
     return NULL;
+}
+
+/* A name's value, or -1. Exact case first, as the converter looks. */
+static long enum_name_value(const char *s, size_t len, const char *const *names, size_t n)
+{
+    for (int nocase = 0; nocase < 2; nocase++)
+        for (size_t i = 0; i < n; i++)
+            if (strlen(names[i]) == len &&
+                (nocase ? strncasecmp(names[i], s, len) : strncmp(names[i], s, len)) == 0)
+                return (long)i;
+    return -1;
+}
+
+int json_enum_read(const cJSON *item, const char *const *names, size_t n, int flags,
+                   int defined_only, char *out, size_t cap)
+{
+    long value = -1;
+    if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        if (d != floor(d) || d < -2147483648.0 || d > 2147483647.0)
+            return -1;
+        value = (long)d;
+    } else if (cJSON_IsString(item)) {
+        const char *s = item->valuestring;
+        while (*s == ' ')
+            s++;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (*s && (isdigit((unsigned char)*s) || *s == '-') && !errno && end != s) {
+            while (*end == ' ')
+                end++;
+            if (*end || v < -2147483648L || v > 2147483647L)
+                return -1;
+            value = v;
+        } else {
+            /* One name, or with `flags` several joined by commas (values ORed). */
+            value = 0;
+            const char *p = s;
+            for (int parts = 0;; parts++) {
+                while (*p == ' ')
+                    p++;
+                const char *e = strchr(p, ',');
+                size_t len = e ? (size_t)(e - p) : strlen(p);
+                while (len && p[len - 1] == ' ')
+                    len--;
+                long v = len ? enum_name_value(p, len, names, n) : -1;
+                if (v < 0 || (parts > 0 && !flags))
+                    return -1;
+                value |= v;
+                if (!e)
+                    break;
+                p = e + 1;
+            }
+        }
+    } else {
+        return -1;
+    }
+    if (value >= 0 && (size_t)value < n)
+        snprintf(out, cap, "%s", names[value]);
+    else if (defined_only)
+        return -1;
+    else
+        snprintf(out, cap, "%ld", value);
+    return 0;
 }
 
 const char *json_str(const cJSON *obj, const char *key)

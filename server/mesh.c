@@ -137,6 +137,12 @@ static const struct {
 
 const char *mesh_broker_type(const char *name)
 {
+    /* A route or query value binds by name in any case, or by a defined
+     * value's number, as ASP.NET Core's enum model binder reads it. */
+    char *end;
+    long v = name && *name >= '0' && *name <= '9' ? strtol(name, &end, 10) : -1;
+    if (v >= 0 && !*end)
+        return (size_t)v < COUNT(broker_types) ? broker_types[v] : NULL;
     return str_find(broker_types, COUNT(broker_types), name, 1);
 }
 
@@ -380,6 +386,24 @@ static cJSON *managed_body(const struct http_request *req, struct http_response 
 }
 
 /* A required non-empty string member of a managed request; answers 400 otherwise. */
+/* The BrokerType member `type` of a managed body: a name in any case or a
+ * defined value's number. Answers 400 and returns NULL when it is missing or
+ * names no broker. */
+static const char *required_broker(const cJSON *body, struct http_response *resp)
+{
+    const cJSON *v = cJSON_GetObjectItem(body, "type");
+    char name[40];
+    if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0])) {
+        send_bad_request(resp, "type is required.", NULL, "missingField");
+        return NULL;
+    }
+    if (json_enum_read(v, broker_types, COUNT(broker_types), 0, 1, name, sizeof name)) {
+        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+        return NULL;
+    }
+    return mesh_broker_type(name);
+}
+
 static const char *required_string(const cJSON *body, const char *name, size_t max,
                                    struct http_response *resp)
 {
@@ -658,6 +682,7 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         char path[96];
         snprintf(path, sizeof path, "$.%s", f->name);
         int ok;
+        char name[40];
         switch (f->type) {
         case F_BOOL:
             ok = cJSON_IsBool(item);
@@ -665,18 +690,19 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         case F_OBJECT:
             ok = cJSON_IsObject(item) || cJSON_IsNull(item);
             break;
+        /* Enums bind as a string-enum converter reads them: a name in any
+         * case, or the number of a defined value (in the published order). */
         case F_BROKER:
-            ok = cJSON_IsString(item) && mesh_broker_type(item->valuestring);
+            ok = json_enum_read(item, broker_types, COUNT(broker_types), 0, 1, name, sizeof name) ==
+                 0;
             break;
         case F_MFA:
-            ok =
-                cJSON_IsNull(item) || (cJSON_IsString(item) &&
-                                       str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
+            ok = cJSON_IsNull(item) ||
+                 json_enum_read(item, mfa_types, COUNT(mfa_types), 0, 1, name, sizeof name) == 0;
             break;
         case F_FLOW:
             ok = cJSON_IsNull(item) ||
-                 (cJSON_IsString(item) &&
-                  str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+                 json_enum_read(item, flow_steps, COUNT(flow_steps), 0, 1, name, sizeof name) == 0;
             break;
         default:
             ok = cJSON_IsString(item) || cJSON_IsNull(item);
@@ -687,13 +713,8 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
             continue;
         }
         cJSON *copy;
-        if (f->type == F_BROKER)
-            copy = cJSON_CreateString(mesh_broker_type(item->valuestring));
-        else if (f->type == F_MFA && cJSON_IsString(item))
-            copy = cJSON_CreateString(str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
-        else if (f->type == F_FLOW && cJSON_IsString(item))
-            copy =
-                cJSON_CreateString(str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+        if ((f->type == F_BROKER || f->type == F_MFA || f->type == F_FLOW) && !cJSON_IsNull(item))
+            copy = cJSON_CreateString(name);
         else if (f->sensitive && encrypted && cJSON_IsString(item)) {
             char *plain = NULL;
             size_t plen;
@@ -1065,11 +1086,8 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
     cJSON *body = managed_body(req, resp);
     if (!body)
         return;
-    const char *type_in = required_string(body, "type", 64, resp);
-    const char *type = type_in ? mesh_broker_type(type_in) : NULL;
-    const char *refresh = type_in ? required_string(body, "refreshToken", 4096, resp) : NULL;
-    if (type_in && !type && refresh)
-        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+    const char *type = required_broker(body, resp);
+    const char *refresh = type ? required_string(body, "refreshToken", 4096, resp) : NULL;
     if (!type || !refresh) {
         cJSON_Delete(body);
         return;
@@ -1125,10 +1143,7 @@ static void h_delete_account(struct app *app, const struct http_request *req,
     if (!body)
         return;
     const char *token = required_string(body, "authToken", 4096, resp);
-    const char *type_in = token ? required_string(body, "type", 64, resp) : NULL;
-    const char *type = type_in ? mesh_broker_type(type_in) : NULL;
-    if (type_in && !type)
-        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+    const char *type = token ? required_broker(body, resp) : NULL;
     if (!token || !type) {
         cJSON_Delete(body);
         return;
