@@ -328,19 +328,9 @@ static const cJSON *check_client(struct app *app, const struct http_request *req
  * application/(anything)+json; a body of another media type gets 415. */
 static int check_media_type(const struct http_request *req, struct http_response *resp)
 {
-    if (req->body_len == 0)
+    if (req->body_len == 0 || http_json_content_type(req))
         return 0;
     const char *ct = http_header(req, "Content-Type");
-    if (ct) {
-        size_t n = strcspn(ct, ";");
-        while (n > 0 && ct[n - 1] == ' ')
-            n--;
-        if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-            (n == 9 && strncasecmp(ct, "text/json", 9) == 0) ||
-            (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-             strncasecmp(ct + n - 5, "+json", 5) == 0))
-            return 0;
-    }
     cJSON *pd = cJSON_CreateObject();
     cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc7231#section-6.5.13");
     cJSON_AddStringToObject(pd, "title", "Unsupported Media Type");

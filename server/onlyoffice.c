@@ -323,6 +323,17 @@ static void reply_error(struct http_response *resp, int http, const char *messag
     cJSON_Delete(env);
 }
 
+/* A W3C traceparent-style traceId, as ProblemDetails carry. */
+static void add_trace_id(cJSON *pd)
+{
+    unsigned char raw[24];
+    char hex[49], trace[64];
+    rng_bytes(raw, sizeof raw);
+    hex_encode(raw, sizeof raw, hex);
+    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
+    cJSON_AddStringToObject(pd, "traceId", trace);
+}
+
 /* The [ApiController] automatic 400, wrapped like a success with status 1. */
 static void reply_problem(const struct app *app, const struct http_request *req,
                           struct http_response *resp, cJSON *errors)
@@ -332,13 +343,25 @@ static void reply_problem(const struct app *app, const struct http_request *req,
     cJSON_AddStringToObject(pd, "title", "One or more validation errors occurred.");
     cJSON_AddNumberToObject(pd, "status", 400);
     cJSON_AddItemToObject(pd, "errors", errors);
-    unsigned char raw[24];
-    char hex[49], trace[64];
-    rng_bytes(raw, sizeof raw);
-    hex_encode(raw, sizeof raw, hex);
-    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
-    cJSON_AddStringToObject(pd, "traceId", trace);
+    add_trace_id(pd);
     reply_success(app, req, resp, pd, 1, 400);
+}
+
+/* A body the JSON input formatter cannot read (a form, or no Content-Type:
+ * what curl -d sends) is a 415 from [ApiController]: a ProblemDetails that
+ * the response filter wraps like a success. The filter runs before the
+ * status is applied, so the envelope says status 0 and statusCode 200 while
+ * the HTTP status is 415 (ResponseWrapper.cs, CommonApiResponse.cs). */
+static void reply_unsupported_media_type(const struct app *app, const struct http_request *req,
+                                         struct http_response *resp)
+{
+    cJSON *pd = cJSON_CreateObject();
+    cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc9110#section-15.5.16");
+    cJSON_AddStringToObject(pd, "title", "Unsupported Media Type");
+    cJSON_AddNumberToObject(pd, "status", 415);
+    add_trace_id(pd);
+    reply_success(app, req, resp, pd, 0, 200);
+    resp->status = 415;
 }
 
 /* Answers with no body at all: what the confirm scheme's challenge sends. */
@@ -496,6 +519,10 @@ static void add_error(cJSON *errors, const char *key, const char *msg)
 static cJSON *bind_body(const struct app *app, const struct http_request *req,
                         struct http_response *resp)
 {
+    if (req->body_len > 0 && !http_json_content_type(req)) {
+        reply_unsupported_media_type(app, req, resp);
+        return NULL;
+    }
     cJSON *errors = cJSON_CreateObject();
     cJSON *out = NULL;
     size_t off;
