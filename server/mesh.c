@@ -234,10 +234,19 @@ static cJSON *envelope(cJSON *content, int with_content, const char *status, con
     cJSON_AddStringToObject(env, "status", status);
     cJSON_AddStringToObject(env, "message", message ? message : "");
     json_add_str_or_null(env, "displayMessage", display);
+    /* An error's hash groups errors (SPEC: for Bugsnag): the same error, the
+     * same hash. Each ok answer in SPEC carries a hash of its own, so an ok
+     * envelope gets a fresh one (from the seeded generator under --seed). */
     char seed[512], hash[41];
-    int n = snprintf(seed, sizeof seed, "%s|%s|%s", status, message ? message : "",
-                     error_type ? error_type : "");
-    sha1_hex(seed, n > 0 && (size_t)n < sizeof seed ? (size_t)n : strlen(seed), hash);
+    if (strcmp(status, "ok") == 0) {
+        unsigned char raw[20];
+        rng_bytes(raw, sizeof raw);
+        hex_encode(raw, sizeof raw, hash);
+    } else {
+        int n = snprintf(seed, sizeof seed, "%s|%s|%s", status, message ? message : "",
+                         error_type ? error_type : "");
+        sha1_hex(seed, n > 0 && (size_t)n < sizeof seed ? (size_t)n : strlen(seed), hash);
+    }
     cJSON_AddStringToObject(env, "errorHash", hash);
     cJSON_AddStringToObject(env, "errorType", error_type ? error_type : "");
     cJSON_AddNullToObject(env, "errorData");
@@ -249,6 +258,17 @@ static void send_envelope(struct http_response *resp, cJSON *env, const char *st
     int http = mesh_http_status(status);
     http_reply_json(resp, http ? http : 200, NULL, env);
     cJSON_Delete(env);
+}
+
+/* POST /authenticate answers 500 and 503 with no content (SPEC lists both
+ * without a body). What authmock itself has to say about one goes into the
+ * X-Authmock-Error header (and so the journal), never into a body the real
+ * API does not send. */
+static void send_no_content(struct http_response *resp, int code, const char *reason)
+{
+    http_reply_raw(resp, code, NULL, "", 0);
+    if (reason)
+        http_add_header(resp, "X-Authmock-Error", reason);
 }
 
 static void send_bad_request(struct http_response *resp, const char *message, const char *display,
@@ -610,13 +630,19 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
     const char *status = json_str(reply, "status");
     if (!status)
         status = "ok";
-    cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
-                          json_str(reply, "displayMessage"), json_str(reply, "errorType"));
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
-    if (!http_reply_body_override(resp, code, reply))
-        http_reply_json(resp, code ? code : 200, NULL, env);
-    cJSON_Delete(env);
+    if (!http_reply_body_override(resp, code, reply)) {
+        if (code == 500 || code == 503) {
+            send_no_content(resp, code, NULL);
+            cJSON_Delete(content);
+        } else {
+            cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
+                                  json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+            http_reply_json(resp, code ? code : 200, NULL, env);
+            cJSON_Delete(env);
+        }
+    }
 
     /* A 429 always says when to come back: the block's end, else a minute. */
     if ((code == 429 || strcmp(status, "tooManyRequest") == 0) &&
@@ -832,11 +858,11 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request.",
                  resp->scenario, out.state_from);
-        send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, "scenarioError"),
-                      "serverFailure");
+        send_no_content(resp, 500, msg);
         break;
     default:
-        send_store_error(app, resp);
+        state_error_message(app->state, msg, sizeof msg);
+        send_no_content(resp, 500, msg);
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
