@@ -99,7 +99,8 @@ static void clock_body(struct http_response *resp, const char *ns)
     cJSON_AddNumberToObject(o, "epochSeconds", floor(now));
     double off = clock_offset() + clock_ns_offset(ns);
     cJSON_AddNumberToObject(o, "offsetSeconds", round(off * 1000.0) / 1000.0 + 0.0);
-    json_add_str_or_null(o, "namespace", ns);
+    /* The shared clock is the default namespace's: "" as everywhere else. */
+    cJSON_AddStringToObject(o, "namespace", ns ? ns : "");
     http_reply_json(resp, 200, NULL, o);
     cJSON_Delete(o);
 }
