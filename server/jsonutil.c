@@ -255,6 +255,36 @@ static int render_number(struct buf *o, double d, int valueint)
     return buf_append(o, num, (size_t)n);
 }
 
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+size_t json_utf8_len(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* E0: no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* ED: no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80; /* F0: no overlong forms */
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* F4: nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
 static int render_string(struct buf *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -265,8 +295,24 @@ static int render_string(struct buf *o, const char *s)
         return -1;
     char *w = o->data + o->len;
     *w++ = '"';
+    const char *end = p + n;
     for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x80) {
+            /* Never send invalid UTF-8 (a decoded %FF in a path, say): each
+             * byte that starts no valid sequence becomes U+FFFD, as .NET's
+             * encoders replace it. */
+            size_t len = json_utf8_len((const unsigned char *)p, (size_t)(end - p));
+            if (len == 0) {
+                memcpy(w, "\xef\xbf\xbd", 3);
+                w += 3;
+            } else {
+                memcpy(w, p, len);
+                w += len;
+                p += len - 1;
+            }
+            continue;
+        }
         if (c >= 32 && c != '"' && c != '\\') {
             *w++ = (char)c;
             continue;
@@ -356,36 +402,6 @@ char *json_render(const cJSON *item, size_t *len)
     return o.data;
 }
 
-/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* E0: no overlong forms */
-        hi = c == 0xED ? 0x9F : 0xBF; /* ED: no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80; /* F0: no overlong forms */
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* F4: nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (left < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* What System.Text.Json refuses before it parses: text that is not UTF-8, a
  * control character (NUL included) inside a string or outside one, nesting
  * deeper than JSON_MAX_DEPTH. Returns 0 or the reason, *off the byte. */
@@ -397,7 +413,7 @@ static enum json_error json_scan(const char *data, size_t len, size_t *off)
         unsigned char c = d[i];
         *off = i;
         if (c >= 0x80) {
-            size_t n = utf8_len(d + i, len - i);
+            size_t n = json_utf8_len(d + i, len - i);
             if (!n)
                 return JSON_ERROR_UTF8;
             i += n;

@@ -33,6 +33,9 @@ const char *str_find(const char *const *values, size_t n, const char *s, int noc
  * cannot be converted. */
 int json_enum_read(const cJSON *item, const char *const *names, size_t n, int flags,
                    int defined_only, char *out, size_t cap);
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+size_t json_utf8_len(const unsigned char *p, size_t left);
 /* Returns the string member `key`, or NULL when it is absent, null or not a string. */
 const char *json_str(const cJSON *obj, const char *key);
 /* Adds `key: value`, or `key: null` when value is NULL. Returns the new item or NULL. */
