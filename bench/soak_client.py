@@ -3,24 +3,34 @@
 namespace (X-Authmock-Namespace: soak-N), looping the MFA flows of both APIs
 against an authmock that scripts/soak started, checking every answer, and
 printing one line per interval: requests, requests/s, p50/p99 latency,
-errors and the server's resident memory (VmRSS of --pid). Exits 0 when no
-request failed and the memory stayed flat, 1 otherwise.
+errors, the server's resident memory (VmRSS of --pid) and CPU. Exits 0 when
+no request failed and the memory stayed flat, 1 otherwise.
+
+A loop of one client: the mesh SMS login with token refresh and rotation, the
+mesh TOTP login with a wrong code first, a challenge answered in time and one
+answered after the namespace's clock moved 301 s, the onlyoffice TOTP login
+(the code computed at the namespace's mock clock) and SMS login (the code
+from the admin outbox), each with logout; every --reset-every loops (and
+first) the namespace is reset and tfa.setup connects its app again. Each loop
+logs in new mesh userIds, so the identities and tokens stay at their bounds.
 
 Python threads share one interpreter lock, so the clients are spread over a
 few processes (--procs, default: the number of CPUs), each running its share
 as threads. Every client speaks HTTP/1.1 over its own socket with a minimal
 parser (status line, headers, Content-Length body): http.client parses headers
 with the email package and would cost several times the server's work per
-request. Latencies are measured by the client, from the first byte sent to
-the last byte read, so they include the client's own scheduling.
+request. The clients connect before the clock starts. Latencies are measured
+by the client, from the first byte sent to the last byte read, so they
+include the client's own scheduling.
 
-Standard library only.
+SOAK_ADMIN_TOKEN, when set, is sent on the admin calls. Standard library only.
 """
 import argparse
 import array
 import bisect
 import collections
 import hashlib
+import heapq
 import hmac
 import json
 import multiprocessing
@@ -42,6 +52,7 @@ TOTP_APP = b"abcdefghij"    # tfa.app@example.com, connected
 TOTP_SETUP = b"klmnopqrst"  # tfa.setup@example.com, connected by its first code
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ONLYOFFICE_TOKEN = re.compile(r"^[A-Za-z0-9+/]{171}=$")
+SLOWEST = 5  # the slowest requests of the run, named in the summary
 
 
 class Stop(Exception):
@@ -62,6 +73,8 @@ class Conn:
     def __init__(self, port, ns, timeout):
         self.port, self.timeout = port, timeout
         self.host = b"Host: 127.0.0.1:%d\r\nX-Authmock-Namespace: %s\r\n" % (port, ns.encode())
+        token = os.environ.get("SOAK_ADMIN_TOKEN", "")
+        self.admin = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
         self.sock, self.buf = None, b""
         self.connects = 0
 
@@ -145,14 +158,24 @@ class Stats:
         self.reset()
 
     def reset(self):
-        self.requests, self.errors, self.reconnects = 0, 0, 0
+        self.requests, self.errors = 0, 0
         self.lat = array.array("d")  # milliseconds
+        self.slowest = []  # min-heap of the SLOWEST slowest requests: (ms, step)
         self.kinds = collections.Counter()
         self.flows = collections.Counter()
 
+    def add(self, ms, what):
+        with self.lock:
+            self.requests += 1
+            self.lat.append(ms)
+            if len(self.slowest) < SLOWEST:
+                heapq.heappush(self.slowest, (ms, what))
+            elif ms > self.slowest[0][0]:
+                heapq.heapreplace(self.slowest, (ms, what))
+
     def take(self):
         with self.lock:
-            out = (self.requests, self.errors, self.reconnects, self.lat.tobytes(),
+            out = (self.requests, self.errors, self.lat.tobytes(), self.slowest,
                    dict(self.kinds), dict(self.flows))
             self.reset()
         return out
@@ -183,10 +206,7 @@ class Client:
             with self.stats.lock:
                 self.stats.requests += 1
             raise Wrong(f"{what}: {type(e).__name__}: {e}")
-        ms = (time.perf_counter() - t0) * 1000
-        with self.stats.lock:
-            self.stats.requests += 1
-            self.stats.lat.append(ms)
+        self.stats.add((time.perf_counter() - t0) * 1000, what)
         if got != status:
             raise Wrong(f"{what}: HTTP {got}, expected {status}", got, data)
         doc = None
@@ -225,7 +245,7 @@ class Client:
     def admin(self, what, method, path, body=None):
         sep = "&" if "?" in path else "?"
         _, doc, _ = self.call(what, method, f"/__admin{path}{sep}namespace={self.ns}",
-                              JSON if body is not None else b"", body)
+                              (JSON if body is not None else b"") + self.conn.admin, body)
         return doc
 
     def code(self, secret):
@@ -241,7 +261,8 @@ class Client:
                                             "password": "pass123"})
         self.mesh_status("sms password", d, "mfaRequired")
         self.expect("sms password", d, "content.mfaType", "phone")
-        d = self.mesh("sms code", uid, {"type": "robinhood", "mfaCode": "123456", "mfaType": "phone"})
+        d = self.mesh("sms code", uid,
+                      {"type": "robinhood", "mfaCode": "123456", "mfaType": "phone"})
         self.mesh_status("sms code", d, "succeeded")
         rt = dig(d, "content.accountTokens.0.refreshToken")
         self.expect("sms code", d, "content.accountTokens.0.accessToken",
@@ -257,15 +278,16 @@ class Client:
         d = self.mesh("refresh with the old token", None, {"type": "robinhood", "refreshToken": rt},
                       status=400, path=refresh)
         self.expect("refresh with the old token", d, "message", "Unauthorized token")
-        d = self.mesh("refresh with the new token", None, {"type": "robinhood", "refreshToken": rt2},
-                      path=refresh)
+        d = self.mesh("refresh with the new token", None,
+                      {"type": "robinhood", "refreshToken": rt2}, path=refresh)
         self.mesh_status("refresh with the new token", d, "succeeded")
 
     def mesh_totp(self, i):
         """The README's walk-through: mfa.totp, a wrong code, then the right one."""
         uid = f"u{i}-totp"
-        d = self.mesh("totp password", uid, {"type": "robinhood", "username": "mfa.totp@example.com",
-                                             "password": "pass123"})
+        d = self.mesh("totp password", uid,
+                      {"type": "robinhood", "username": "mfa.totp@example.com",
+                       "password": "pass123"})
         self.mesh_status("totp password", d, "mfaRequired")
         self.expect("totp password", d, "content.mfaType", "totp")
         self.expect("totp password", d, "content.authFlowStep", "mfaFlow")
@@ -273,7 +295,8 @@ class Client:
                                                "mfaType": "totp"})
         self.mesh_status("totp wrong code", d, "challengeFailed")
         self.expect("totp wrong code", d, "content.errorMessage", "Invalid code")
-        d = self.mesh("totp code", uid, {"type": "robinhood", "mfaCode": "123456", "mfaType": "totp"})
+        d = self.mesh("totp code", uid,
+                      {"type": "robinhood", "mfaCode": "123456", "mfaType": "totp"})
         self.mesh_status("totp code", d, "succeeded")
         self.expect("totp code", d, "content.accountTokens.0.account.accountId", "robinhood-1")
 
@@ -416,11 +439,25 @@ class Client:
                 line += f"    body: {body}\n"
             os.write(1, line.encode())  # one write: the processes share stdout
 
-    def run(self):
+    def warm(self, ready, go):
+        """Connects before the clock starts, so the first minute does not time
+        32 threads starting and connecting at once; then waits for `go`."""
+        try:
+            self.conn.request(b"GET", "/__admin/health", self.conn.admin)
+        except (OSError, ValueError) as e:
+            self.conn.close()
+            self.flow = "connect"
+            self.error(Wrong(f"GET /__admin/health before the start: {type(e).__name__}: {e}"))
+        ready.release()
+        go.wait()
+
+    def run(self, ready, go):
+        self.warm(ready, go)
         i = 0
         while not self.stop.is_set():
             i += 1
-            flows = (["oo_setup_after_reset"] if i % self.args.reset_every == 1 else []) + self.FLOWS
+            reset = i % self.args.reset_every == 1 or self.args.reset_every == 1
+            flows = (["oo_setup_after_reset"] if reset else []) + self.FLOWS
             for name in flows:
                 self.flow = name
                 try:
@@ -436,16 +473,21 @@ class Client:
         self.conn.close()
 
 
-def worker(indices, args, pipe, stop, shown):
-    """One process: its clients as threads; answers each report request on
-    `pipe` with the figures since the last one."""
+def worker(indices, args, pipe, go, stop, shown):
+    """One process: its clients as threads. Says "ready" on `pipe` once they
+    are connected, then answers each report request with the figures since
+    the last one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
     sys.setswitchinterval(0.001)
     stats = Stats()
     clients = [Client(n, args, stats, stop, shown) for n in indices]
-    threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+    ready = threading.Semaphore(0)
+    threads = [threading.Thread(target=c.run, args=(ready, go), daemon=True) for c in clients]
     for t in threads:
         t.start()
+    for _ in threads:
+        ready.acquire()
+    pipe.send("ready")
     while True:
         msg = pipe.recv()
         if msg == "stop":
@@ -529,12 +571,12 @@ def main():
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--timeout", type=float, default=10, help="seconds a request may take")
     ap.add_argument("--show-errors", type=int, default=20, help="errors printed in full")
-    ap.add_argument("--reset-every", type=int, default=500,
+    ap.add_argument("--reset-every", type=int, default=200,
                     help="loops between a client's namespace resets")
     ap.add_argument("--rss-check", choices=["on", "off"], default="on")
     args = ap.parse_args()
 
-    stop = multiprocessing.Event()
+    go, stop = multiprocessing.Event(), multiprocessing.Event()
     shown = multiprocessing.Value("i", 0)
     procs = max(1, min(args.procs, args.clients))
     pipes, workers = [], []
@@ -542,7 +584,7 @@ def main():
         mine, theirs = multiprocessing.Pipe()
         w = multiprocessing.Process(target=worker, daemon=True,
                                     args=(list(range(p + 1, args.clients + 1, procs)), args, theirs,
-                                          stop, shown))
+                                          go, stop, shown))
         w.start()
         pipes.append(mine)
         workers.append(w)
@@ -555,20 +597,28 @@ def main():
         for p in pipes:
             p.send(msg)
         for p in pipes:
-            r, e, _, lb, k, f, c = p.recv()
+            r, e, lb, sl, k, f, c = p.recv()
             n, err, connects = n + r, err + e, connects + c
             lat.frombytes(lb)
+            slowest.extend(sl)
             kinds.update(k)
             flows.update(f)
+        slowest[:] = heapq.nlargest(SLOWEST, slowest)
         return n, err, sorted(lat), kinds, flows, connects
 
-    print(f"soak: {args.clients} clients in {procs} process{'es' if procs > 1 else ''} for {args.minutes:g} min, a line "
-          f"every {args.interval:g} s; server pid {args.pid}, port {args.port}", flush=True)
+    print(f"soak: {args.clients} clients in {procs} process{'es' if procs > 1 else ''} for "
+          f"{args.minutes:g} min, a line every {args.interval:g} s; server pid {args.pid}, port "
+          f"{args.port}", flush=True)
     print(f"{'minute':>7} {'requests':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'errors':>6} {'RSS MB':>7} {'server CPU':>10}", flush=True)
+    for p in pipes:
+        if not p.poll(60) or p.recv() != "ready":
+            print("soak: load: FAIL: the clients did not start within 60 s")
+            return 1
+    go.set()
     t0 = time.monotonic()
     end = t0 + args.minutes * 60
-    rows, hist = [], Histogram()
+    rows, hist, slowest = [], Histogram(), []
     kinds, flows = collections.Counter(), collections.Counter()
     died = interrupted = False
     k, last, connects = 0, t0, 0
@@ -591,7 +641,7 @@ def main():
             kinds.update(kd)
             flows.update(fl)
             hist.add_sorted(lat)
-            rows.append((n, err, rss, now - last))
+            rows.append((n, err, rss, now - last, due - t0))
             print(f"{(due - t0) / 60:7.2f} {n:10,d} {n / (now - last):8,.0f} {pct(lat, 50):7.2f} "
                   f"{pct(lat, 99):7.2f} {err:6d} "
                   f"{rss if rss is not None else float('nan'):7.1f} {load:>10}", flush=True)
@@ -615,6 +665,7 @@ def main():
     print("soak: flows completed: " + ", ".join(f"{f} {flows[f]:,d}" for f in
                                                  ["oo_setup_after_reset"] + Client.FLOWS))
     print(f"soak: connections opened: {connects} for {args.clients} clients")
+    print("soak: slowest requests: " + ", ".join(f"{ms:.1f} ms ({what})" for ms, what in slowest))
     if kinds:
         print("soak: errors by flow and step:")
         for kind, c in kinds.most_common(20):
@@ -628,26 +679,36 @@ def main():
         fail.append("interrupted")
     if requests == 0:
         fail.append("no request was answered")
+    # The baseline is the first line at 5 minutes (half the run, if shorter).
+    # The bounds fill within the first minute, but glibc gives each worker
+    # thread its own arena, and memory one thread allocated and another freed
+    # stays in the first one's: on a busy machine the arenas take a few
+    # minutes to reach their high-water marks, while the bytes in use stay
+    # level. Growth after that would be a leak.
     rss = [r[2] for r in rows]
-    if not rss or None in (rss[0], rss[-1]):
+    base = next((i for i, r in enumerate(rows) if r[4] >= min(300, args.minutes * 30) - 1e-6),
+                len(rows) - 1)
+    compared = base < len(rows) - 1
+    if not rss or None in (rss[base], rss[-1]):
         print("soak: RSS: unknown (the server is gone)")
         fail.append("no RSS")
-    elif len(rss) < 2:
-        print(f"soak: RSS {rss[-1]:.1f} MB (one interval: nothing to compare)")
+    elif not compared:
+        print(f"soak: RSS {rss[-1]:.1f} MB (no line after the baseline: nothing to compare)")
     else:
-        limit = rss[0] * 1.10 + 2
+        limit = rss[base] * 1.10 + 2
         flat = rss[-1] <= limit
-        print(f"soak: RSS first interval {rss[0]:.1f} MB, last {rss[-1]:.1f} MB, peak "
-              f"{max(r for r in rss if r is not None):.1f} MB; flat means last <= first x 1.10 + "
-              f"2 MB = {limit:.1f} MB: {'flat' if flat else 'GREW'}"
+        print(f"soak: RSS at {rows[base][4] / 60:.2f} min {rss[base]:.1f} MB, at the end "
+              f"{rss[-1]:.1f} MB, peak {max(r for r in rss if r is not None):.1f} MB; flat means "
+              f"the end <= {rss[base]:.1f} x 1.10 + 2 MB = {limit:.1f} MB: "
+              f"{'flat' if flat else 'GREW'}"
               + ("" if args.rss_check == "on" else " (not checked: --rss-check off)"))
         if not flat and args.rss_check == "on":
-            fail.append(f"RSS grew from {rss[0]:.1f} to {rss[-1]:.1f} MB")
+            fail.append(f"RSS grew from {rss[base]:.1f} to {rss[-1]:.1f} MB")
     if fail:
         print("soak: load: FAIL: " + "; ".join(fail))
         return 1
     print(f"soak: load: {requests:,d} requests, 0 errors"
-          + (", flat RSS" if len(rss) > 1 and args.rss_check == "on" else ""))
+          + (", flat RSS" if compared and args.rss_check == "on" else ""))
     return 0
 
 if __name__ == "__main__":
