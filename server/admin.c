@@ -59,14 +59,17 @@ static void h_health(struct app *app, const struct http_request *req, struct htt
     cJSON_Delete(o);
 }
 
-/* With a file database the clock is kept in it, to survive a restart. */
+/* With a file database the clock is kept in it, to survive a restart. It is
+ * written behind, by the state's writer: written here, the request's worker
+ * thread waited for the writer's transaction to end, and every other
+ * connection of that thread with it. */
 static void save_clock(struct app *app)
 {
     if (!store_is_file(app->store))
         return;
     char *text = clock_save();
-    if (!text || store_meta_put(app->store, "clock", text))
-        log_error("cannot store the mock clock: %s", store_errmsg(app->store));
+    if (!text || state_put_meta(app->state, "clock", text))
+        log_error("cannot store the mock clock: out of memory");
     free(text);
 }
 

@@ -183,6 +183,42 @@ def test_state_and_clock_survive_restart():
         shutil.rmtree(d)
 
 
+def test_clock_moves_do_not_wait_for_the_database():
+    """Moving the clock or resetting a namespace with --db answers at once and
+    the clock is kept all the same: written behind with the state. They wrote
+    it on the request's thread, which then waited for the writer's
+    transaction (or, here, SQLite's 2 s busy timeout) while every other
+    connection of that thread waited too; scripts/soak found it."""
+    d = tempfile.mkdtemp()
+    db = os.path.join(d, "state.db")
+    try:
+        p, port = start("--db", db)
+        # Another connection holds the database's write lock.
+        con = sqlite3.connect(db, isolation_level=None, timeout=0)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            t0 = time.monotonic()
+            status, _, data = request(port, "POST", "/__admin/clock?namespace=ns1",
+                                      {"advanceSeconds": 60}, headers={})
+            moved = time.monotonic() - t0
+            assert status == 200, data
+            t0 = time.monotonic()
+            status, _, data = request(port, "POST", "/__admin/reset?namespace=ns2", headers={})
+            reset = time.monotonic() - t0
+            assert status == 200, data
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        assert moved < 1.0 and reset < 1.0, (moved, reset)
+        assert stop(p) == 0
+        p, port = start("--db", db)
+        _, _, data = request(port, "GET", "/__admin/clock?namespace=ns1", headers={})
+        assert json.loads(data)["offsetSeconds"] == 60, data
+        stop(p)
+    finally:
+        shutil.rmtree(d)
+
+
 def test_uploaded_scenarios_survive_restart():
     d = tempfile.mkdtemp()
     db = os.path.join(d, "state.db")
