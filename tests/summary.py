@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Reads meson's testlog.json files and prints, last, "N passed, N failed".
 
+Skipped cases count as neither: they are listed, with their number on a line
+of their own, before that last line, which keeps exactly that form.
+
 Test cases are counted from each test's TAP output ("ok N" / "not ok N",
 SKIP and TODO directives counted as skipped) where it has some; a test
 without TAP lines counts as one case. A test whose process failed without a
@@ -20,10 +23,14 @@ def main(args):
     while args:
         arg = args.pop(0)
         if arg == "--extra":
-            # --extra NAME=RC: one more case, from a step outside meson (rc 0 passes)
+            # --extra NAME=RC: one more case, from a step outside meson: rc 0
+            # passes, 77 (meson's and automake's code for "skipped") skips.
             name, _, rc = args.pop(0).partition("=")
             if rc == "0":
                 passed += 1
+            elif rc == "77":
+                skipped += 1
+                print(f"SKIPPED: {name}")
             else:
                 failed += 1
                 print(f"FAILED: {name} (exit {rc})")
@@ -48,10 +55,9 @@ def main(args):
             passed += t_pass
             failed += t_fail
             skipped += t_skip
-    line = f"{passed} passed, {failed} failed"
     if skipped:
-        line += f", {skipped} skipped"
-    print(line)
+        print(f"{skipped} skipped")
+    print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
