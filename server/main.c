@@ -187,8 +187,13 @@ int main(int argc, char **argv)
     enum config_mode mode;
     int first;
     char err[1024];
-    if (config_parse(argc, argv, &app.cfg, &mode, &first, err, sizeof err)) {
-        fprintf(stderr, "authmock: %s\n", err);
+    char bad[4096];
+    if (config_parse(argc, argv, &app.cfg, &mode, &first, bad, sizeof bad)) {
+        for (const char *line = bad; *line;) {
+            size_t n = strcspn(line, "\n");
+            fprintf(stderr, "authmock: %.*s\n", (int)n, line);
+            line += n + (line[n] == '\n');
+        }
         return 2;
     }
     if (mode == CONFIG_HELP) {

@@ -87,13 +87,29 @@ def test_help_lists_every_option():
     assert v.returncode == 0 and re.match(r"authmock \d+\.\d+\.\d+", v.stdout)
 
 
-def test_bad_option_exits_2_with_one_message():
+def test_bad_options_exit_2_with_one_line_each():
     r = run("--bogus")
     assert r.returncode == 2 and "--bogus" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     r = run("--profile", "nope")
-    assert r.returncode == 2 and "--profile" in r.stderr
+    assert r.returncode == 2 and "(allowed: documented or server)" in r.stderr, r.stderr
     r = run(env={"AUTHMOCK_PORT": "x"})
-    assert r.returncode == 2 and "AUTHMOCK_PORT" in r.stderr
+    assert r.returncode == 2 and "AUTHMOCK_PORT: 'x' is not a whole number (allowed: 0 to 65535)" in r.stderr, r.stderr
+    # Every bad option at once, each with its range or its likely meaning; nothing served.
+    r = run("--port", "70000", "--threads", "0", "--prot", "9000", "--log-format", "xml",
+            env={"AUTHMOCK_JOURNAL_MAX": "-1"})
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.splitlines() == [
+        "authmock: --port: 70000 is out of range (allowed: 0 to 65535)",
+        "authmock: --threads: 0 is out of range (allowed: 1 to 256)",
+        "authmock: unknown option '--prot'; did you mean --port?",
+        "authmock: --log-format: 'xml' is not a log format (allowed: text or json)",
+        "authmock: AUTHMOCK_JOURNAL_MAX: -1 is out of range (allowed: 0 to 100000000)",
+    ], r.stderr
+    # A variable the command line overrides does not matter.
+    r = run("--port", "1", "check", os.path.join(ROOT, "scenarios"), env={"AUTHMOCK_PORT": "x"})
+    assert r.returncode == 0, r.stderr
+    r = run("health", "--treads", "2")
+    assert r.returncode == 2 and r.stderr == "authmock: unknown option '--treads'; did you mean --threads?\n", r.stderr
 
 
 def test_invalid_scenario_dir_refuses_to_start():

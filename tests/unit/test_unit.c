@@ -159,7 +159,7 @@ static void test_config(void)
     struct config cfg;
     enum config_mode mode;
     int first;
-    char err[256];
+    char err[512];
     char *argv1[] = {"authmock", "--port", "0", "--profile", "server", "--seed", "7", NULL};
     CHECK(config_parse(7, argv1, &cfg, &mode, &first, err, sizeof err) == 0);
     CHECK(mode == CONFIG_SERVE && cfg.port == 0 && cfg.profile == PROFILE_SERVER && cfg.seeded &&
@@ -180,8 +180,30 @@ static void test_config(void)
     setenv("AUTHMOCK_PROFILE", "bogus", 1);
     CHECK(config_parse(1, argv5, &cfg, &mode, &first, err, sizeof err) != 0 &&
           strstr(err, "AUTHMOCK_PROFILE"));
+    /* The command line setting the option makes its variable's problem moot. */
+    char *argv7[] = {"authmock", "--profile", "server", NULL};
+    CHECK(config_parse(3, argv7, &cfg, &mode, &first, err, sizeof err) == 0);
     unsetenv("AUTHMOCK_PORT");
     unsetenv("AUTHMOCK_PROFILE");
+    /* Every bad option is reported, one line each, with what it allows. */
+    char *argv8[] = {"authmock", "--port", "70000", "--threads", "0", "--prot", "80", NULL};
+    CHECK(config_parse(7, argv8, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--port: 70000 is out of range (allowed: 0 to 65535)\n"
+                   "--threads: 0 is out of range (allowed: 1 to 256)\n"
+                   "unknown option '--prot'; did you mean --port?\n");
+    char *argv9[] = {"authmock", "--seed", "-1", "--max", "2", "--quiet=1", "--port", NULL};
+    CHECK(config_parse(7, argv9, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--seed: '-1' is not a whole number (allowed: 0 to 18446744073709551615)\n"
+                   "option '--max' is ambiguous: --max-connections, --max-sessions, "
+                   "--max-tokens\n"
+                   "--quiet takes no value\n"
+                   "--port needs a value (N)\n");
+    char *argv10[] = {"authmock", "health", "--treads", "2", NULL};
+    CHECK(config_parse(4, argv10, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--treads'; did you mean --threads?\n");
+    char *argv11[] = {"authmock", "--bogus", NULL};
+    CHECK(config_parse(2, argv11, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--bogus'; see --help\n");
 }
 
 static void test_totp(void)
