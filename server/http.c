@@ -55,7 +55,8 @@ struct request_ctx {
     int status;
     char method[16];
     char path[256];
-    char query[512];
+    char query[512];     /* decoded, for the API modules */
+    char raw_query[512]; /* as received (still %- and +-encoded), for the log and journal */
 };
 
 /* ---- delayed replies -------------------------------------------------- */
@@ -367,7 +368,7 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
     if (resp->api && strcmp(resp->api, "admin") == 0)
         return;
     char masked[700];
-    log_mask_query(ctx->query, masked, sizeof masked);
+    log_mask_query(ctx->raw_query, masked, sizeof masked);
     struct journal_entry e = {
         .at = clock_now_ns(resp->ns),
         .ns = resp->ns,
@@ -544,6 +545,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         if (q)
             *(char *)(q + 1) = '\0';
     }
+    /* Logged as received: a decoded "user 1" or "a&b" would split a line
+     * that is read by whitespace and '&'. */
+    if (q)
+        snprintf(ctx->raw_query, sizeof ctx->raw_query, "%s", q + 1);
     return ctx;
 }
 
@@ -718,7 +723,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct log_request line = {
         .method = ctx->method,
         .path = ctx->path,
-        .query = ctx->query,
+        .query = ctx->raw_query,
         .status = ctx->status,
         .latency_ms = (clock_monotonic() - ctx->started) * 1000.0,
         .api = ctx->log.api,

@@ -278,6 +278,30 @@ def test_request_log_has_no_secrets():
             assert json.loads(lines[0])["status"] == 200
 
 
+def test_log_and_journal_show_the_query_as_received():
+    raw = "userId=user+1&a=%26b&pass%77ord=leak"
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            status, _, _ = request(port, "POST", f"/api/v1/authenticate?{raw}",
+                                   {"type": "robinhood", "username": "ok@example.com", "password": "pass123"})
+            assert status == 200
+            entry = journal(port, "limit=1")[0]
+            assert entry["query"] == "userId=user+1&a=%26b&pass%77ord=***", entry
+            assert entry["user"] == "user 1", entry
+        finally:
+            stop(p)
+        err = p.stderr.read()
+        assert "leak" not in err, err
+        line = next(l for l in err.splitlines() if "/api/v1/authenticate" in l)
+        if fmt == "json":
+            assert json.loads(line)["query"] == "userId=user+1&a=%26b&pass%77ord=***", line
+        else:
+            # One whitespace-free word for the target, then the status.
+            words = line.split()
+            assert words[3:5] == ["/api/v1/authenticate?userId=user+1&a=%26b&pass%77ord=***", "200"], line
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:

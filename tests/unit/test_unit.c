@@ -132,6 +132,12 @@ static void test_mask_query(void)
         CHECK(!log_is_secret_name(plain[i], strlen(plain[i])));
     log_mask_query("userId=u1&apiKey=k-123&x=1", out, sizeof out);
     CHECK_STR(out, "userId=u1&apiKey=***&x=1");
+    /* The query as received: encoded values stay encoded, an encoded secret
+     * name is still masked, and nothing breaks a whitespace-split line. */
+    log_mask_query("userId=user+1&a=%26b&pass%77ord=x&api+key=y&t=\ta b", out, sizeof out);
+    CHECK_STR(out, "userId=user+1&a=%26b&pass%77ord=***&api+key=y&t=%09a%20b");
+    log_mask_query("userId=u1&password=pass123&longer=0123456789", out, 24);
+    CHECK_STR(out, "userId=u1&password=***");
 }
 
 static void test_rng_seeded(void)
