@@ -31,9 +31,9 @@ def start(*args, env=None, quiet=True):
                          env={**os.environ, **(env or {})})
     procs.append(p)
     line = p.stdout.readline()
-    m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)", line)
+    m = re.search(r"listening on (https?)://(127\.0\.0\.1|\[[0-9a-f:.]+\]):(\d+)", line)
     assert m, f"no listening line: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
-    return p, int(m.group(2))
+    return p, int(m.group(3))
 
 
 def stop(p):
@@ -539,17 +539,100 @@ def test_health_command():
     p, port = start("--admin-token", "tok")
     try:
         r = run("--port", str(port), "--admin-token", "tok", "health")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0 and r.stderr == "", r.stderr
         r = run("health", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
         r = run("--port", str(port), "health")
-        assert r.returncode == 1 and "unhealthy" in r.stderr
+        assert r.returncode == 1 and r.stderr == "authmock health: 401: pass --admin-token or AUTHMOCK_ADMIN_TOKEN\n", r.stderr
+        r = run("--port", str(port), "--admin-token", "nope", "health")
+        assert r.returncode == 1 and r.stderr.startswith("authmock health: 401: the server refused this admin token"), r.stderr
         r = run("health", env={"AUTHMOCK_PORT": str(port), "AUTHMOCK_ADMIN_TOKEN": "tok", "AUTHMOCK_BIND": "0.0.0.0"})
+        assert r.returncode == 0, r.stderr
+        # A server on 127.0.0.1 is found from --bind :: too (::1 first, then 127.0.0.1).
+        r = run("health", "--bind", "::", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
     finally:
         stop(p)
     r = run("--port", str(port), "health")
-    assert r.returncode == 1 and "nothing listens" in r.stderr
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on 127.0.0.1:{port}\n", r.stderr
+
+
+def test_health_reports_an_unhealthy_answer_on_one_line():
+    """The answer of a degraded server: its status and body, never the raw reply."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def answer():
+        c, _ = srv.accept()
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\n\r\n{\"status\":\"degraded\",\r\n\"reason\":\"disk full\"}")
+        c.close()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(answer)
+            r = run("--port", str(port), "health")
+            fut.result(timeout=10)
+    finally:
+        srv.close()
+    assert r.returncode == 1, r
+    assert r.stderr == 'authmock health: unhealthy: 503 {"status":"degraded",  "reason":"disk full"}\n', r.stderr
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6_binds_and_health():
+    if not has_ipv6_loopback():
+        return "skip no IPv6 loopback on this machine"
+    p, port = start("--bind", "::1")
+    try:
+        with socket.create_connection(("::1", port), timeout=5):
+            pass
+        for bind in ["::1", "::"]:
+            r = run("health", "--bind", bind, "--port", str(port))
+            assert r.returncode == 0, (bind, r.stderr)
+    finally:
+        stop(p)
+    r = run("health", "--bind", "::", "--port", str(port))
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on [::1]:{port} or 127.0.0.1:{port}\n", r.stderr
+    # IPV6_V6ONLY is off, as `--bind ::` needs to serve IPv4 clients too: the
+    # IPv4-mapped loopback can be bound and an IPv4 client reaches it (kept to
+    # loopback: an any-address bind would expose the test server).
+    p, port = start("--bind", "::ffff:127.0.0.1")
+    try:
+        status, _, data = request(port, "GET", "/__admin/health", headers={})
+        assert status == 200, data
+        r = run("health", "--bind", "::ffff:127.0.0.1", "--port", str(port))
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop(p)
+
+
+def test_bind_failures_give_the_system_reason():
+    p, port = start()
+    try:
+        r = run("--port", str(port), "--bind", "127.0.0.1")
+        assert r.returncode == 1 and r.stderr == f"authmock: cannot listen on 127.0.0.1 port {port}: Address already in use\n", r.stderr
+    finally:
+        stop(p)
+    # TEST-NET-1 (RFC 5737) is never a local address (unless the kernel lets
+    # any address be bound).
+    with open("/proc/sys/net/ipv4/ip_nonlocal_bind") as f:
+        nonlocal_bind = f.read().strip() != "0"
+    if not nonlocal_bind:
+        r = run("--port", "0", "--bind", "192.0.2.1")
+        assert r.returncode == 1 and r.stderr == "authmock: cannot listen on 192.0.2.1 port 0: Cannot assign requested address\n", r.stderr
+    r = run("--port", "0", "--bind", "localhost")
+    assert r.returncode == 1 and "--bind localhost: not an IPv4 or IPv6 address" in r.stderr, r.stderr
 
 
 def test_cors():
