@@ -302,6 +302,23 @@ def test_log_and_journal_show_the_query_as_received():
             assert words[3:5] == ["/api/v1/authenticate?userId=user+1&a=%26b&pass%77ord=***", "200"], line
 
 
+def test_client_401_is_explained_in_the_log_without_the_secret():
+    p, port = start(quiet=False)
+    try:
+        status, _, data = request(port, "GET", "/api/v1/status",
+                                  headers={"X-Client-Id": "test-client-id", "X-Client-Secret": "s3cr3t-typo"})
+        assert status == 401 and b"s3cr3t-typo" not in data, data
+        status, _, _ = request(port, "GET", "/api/v1/status", headers={"X-Client-Id": "test-client-id",
+                                                                       "X-Client-Secert": "test-client-secret"})
+        assert status == 401
+    finally:
+        stop(p)
+    err = p.stderr.read()
+    assert "s3cr3t-typo" not in err and "test-client-secret" not in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret is unknown for client 'test-client-id'." in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret header is missing." in err, err
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:
