@@ -384,6 +384,47 @@ def test_live_scenarios_reload_and_refuse_invalid_files():
     assert "reloaded" in err
 
 
+def wait_for_log(p, text, timeout=5):
+    """Reads p's stderr (unbuffered, from its descriptor) until text appears;
+    returns what was read."""
+    import select
+    seen = ""
+    fd = p.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
+    assert text in seen, f"never logged {text!r}: {seen}"
+    return seen
+
+
+def test_live_reload_messages():
+    """One scenario is "1 scenario"; a file that takes a served name is blamed,
+    not the file that served it, even when the newcomer sorts first."""
+    d = tempfile.mkdtemp()
+    try:
+        sdir = os.path.join(d, "s")
+        os.makedirs(sdir)
+        doc = {"name": "only", "api": "mesh", "bind": {"username": "only@example.com"},
+               "initial": "a", "states": {"a": [{"reply": {"content": {"status": "delayed"}}}]}}
+        served = os.path.join(sdir, "m-only.json")
+        open(served, "w").write(json.dumps(doc))
+        p, port = start("--scenarios", sdir, quiet=False)
+        open(served, "w").write(json.dumps(dict(doc, description="changed")))
+        wait_for_log(p, f"reloaded 1 scenario from {sdir}\n")
+        newcomer = os.path.join(sdir, "a-copy.json")
+        open(newcomer, "w").write(json.dumps(doc))
+        err = wait_for_log(p, "not reloaded")
+        assert f"scenario refused: {newcomer}: $.name: 'only' is also the name of {served}\n" in err, err
+        assert login(port, "only@example.com")[1]["content"]["status"] == "delayed"
+    finally:
+        stop(p)
+        shutil.rmtree(d)
+
+
 def totp_now(port, secret):
     import hashlib, hmac, struct
     _, _, data = request(port, "GET", "/__admin/clock", headers={})
