@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures_in_test;
 
@@ -951,10 +952,35 @@ int main(void)
     int failed = 0;
     log_init(LOG_TEXT, 1);
     printf("TAP version 13\n1..%zu\n", n);
+    fflush(stdout);
     for (size_t i = 0; i < n; i++) {
         failures_in_test = 0;
+        /* What a test prints (its failed checks) goes after its "not ok"
+         * line, where TAP readers (tests/summary.py) look for it. */
+        FILE *diag = tmpfile();
+        int out = dup(STDOUT_FILENO);
+        if (diag && out >= 0)
+            dup2(fileno(diag), STDOUT_FILENO);
         tests[i].fn();
+        fflush(stdout);
+        if (diag && out >= 0)
+            dup2(out, STDOUT_FILENO);
         printf("%s %zu - %s\n", failures_in_test ? "not ok" : "ok", i + 1, tests[i].name);
+        if (diag) {
+            /* A line the test did not mark as a diagnostic (a checked string
+             * that holds a newline goes on) is marked, so it stays one. */
+            char line[4096];
+            int fresh = 1;
+            rewind(diag);
+            while (fgets(line, sizeof line, diag)) {
+                printf("%s%s", fresh && strncmp(line, "  #", 3) != 0 ? "  #   " : "", line);
+                fresh = strchr(line, '\n') != NULL;
+            }
+            fclose(diag);
+        }
+        if (out >= 0)
+            close(out);
+        fflush(stdout);
         failed += failures_in_test != 0;
     }
     return failed ? 1 : 0;
