@@ -58,7 +58,8 @@ struct opt_desc {
 };
 
 static const struct opt_desc opts[] = {
-    {"bind", 1, OPT_BIND, "AUTHMOCK_BIND", "ADDR", "address to listen on (default 127.0.0.1)"},
+    {"bind", 1, OPT_BIND, "AUTHMOCK_BIND", "ADDR",
+     "address to listen on, IPv4 or IPv6; :: serves IPv4 too (default 127.0.0.1)"},
     {"port", 1, OPT_PORT, "AUTHMOCK_PORT", "N",
      "port; 0 picks a free one and prints it (default 8080)"},
     {"db", 1, OPT_DB, "AUTHMOCK_DB", "PATH",
@@ -109,8 +110,9 @@ void config_usage(void)
 {
     printf("Usage: authmock [OPTION]...        serve the mock APIs\n"
            "       authmock check FILE|DIR...  validate scenario and fixture files\n"
-           "       authmock [OPTION]... health ask the server at --port (and --admin-token)\n"
-           "                                   whether it is healthy: exit 0 if so\n\n"
+           "       authmock [OPTION]... health ask the server at --bind and --port (with\n"
+           "                                   --admin-token) whether it is healthy: exit 0\n"
+           "                                   if so\n\n"
            "A local mock of the Mesh account-authentication API and the ONLYOFFICE\n"
            "DocSpace authentication API, for integration tests.\n\nOptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
