@@ -55,7 +55,8 @@ struct request_ctx {
     int status;
     char method[16];
     char path[256];
-    char query[512];
+    char query[512];     /* decoded, for the API modules */
+    char raw_query[512]; /* as received (still %- and +-encoded), for the log and journal */
 };
 
 /* ---- delayed replies -------------------------------------------------- */
@@ -367,7 +368,7 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
     if (resp->api && strcmp(resp->api, "admin") == 0)
         return;
     char masked[700];
-    log_mask_query(ctx->query, masked, sizeof masked);
+    log_mask_query(ctx->raw_query, masked, sizeof masked);
     struct journal_entry e = {
         .at = clock_now_ns(resp->ns),
         .ns = resp->ns,
@@ -544,6 +545,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         if (q)
             *(char *)(q + 1) = '\0';
     }
+    /* Logged as received: a decoded "user 1" or "a&b" would split a line
+     * that is read by whitespace and '&'. */
+    if (q)
+        snprintf(ctx->raw_query, sizeof ctx->raw_query, "%s", q + 1);
     return ctx;
 }
 
@@ -718,7 +723,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct log_request line = {
         .method = ctx->method,
         .path = ctx->path,
-        .query = ctx->query,
+        .query = ctx->raw_query,
         .status = ctx->status,
         .latency_ms = (clock_monotonic() - ctx->started) * 1000.0,
         .api = ctx->log.api,
@@ -826,27 +831,54 @@ static void on_mhd_panic(void *cls, const char *file, unsigned int line, const c
     abort();
 }
 
-int http_serve(struct app *app, char *err, size_t errlen)
+/* Binds and listens on --bind and --port here rather than in libmicrohttpd,
+ * so that a failure names the system's reason ("Address already in use",
+ * "Cannot assign requested address"), and so that an IPv6 socket is dual
+ * stack: `--bind ::` serves IPv4 clients too, as users of the any-address
+ * expect (Linux may default IPV6_V6ONLY to on, libmicrohttpd sets it on
+ * unless told otherwise). Returns the socket, or -1 with the reason. */
+static int listen_socket(const struct config *cfg, char *err, size_t errlen)
 {
-    MHD_set_panic_func(on_mhd_panic, NULL);
-    const struct config *cfg = &app->cfg;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
     if (inet_pton(AF_INET, cfg->bind, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof *sin;
     } else if (inet_pton(AF_INET6, cfg->bind, &sin6->sin6_addr) == 1) {
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)cfg->port);
-        flags |= MHD_USE_IPv6;
+        len = sizeof *sin6;
     } else {
         snprintf(err, errlen, "--bind %s: not an IPv4 or IPv6 address", cfg->bind);
         return -1;
     }
+    int one = 1, off = 0;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int http_serve(struct app *app, char *err, size_t errlen)
+{
+    MHD_set_panic_func(on_mhd_panic, NULL);
+    const struct config *cfg = &app->cfg;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (strchr(cfg->bind, ':'))
+        flags |= MHD_USE_DUAL_STACK;
     char *cert = NULL, *key = NULL;
     if (cfg->tls_cert) {
         if (!(cert = read_pem(cfg->tls_cert, err, errlen)) ||
@@ -857,11 +889,18 @@ int http_serve(struct app *app, char *err, size_t errlen)
         flags |= MHD_USE_TLS;
     }
     int max_connections = connection_limit(cfg->max_connections, err, errlen);
-    if (max_connections < 0) {
+    int fd = max_connections < 0 ? -1 : listen_socket(cfg, err, errlen);
+    if (fd < 0) {
         free(cert);
         free(key);
         return -1;
     }
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    int port = cfg->port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned int threads =
         cfg->threads > 0 ? (unsigned int)cfg->threads : (unsigned int)(ncpu > 0 ? ncpu : 2);
@@ -882,21 +921,23 @@ int http_serve(struct app *app, char *err, size_t errlen)
     };
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {
-        snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)", cfg->bind,
-                 cfg->port);
+        /* libmicrohttpd has logged why. It closes the listen socket on some
+         * of its failures and not on others: the socket is left to the exit
+         * that follows rather than risk closing a descriptor twice. */
+        snprintf(err, errlen, "cannot serve on %s port %d: libmicrohttpd did not start%s",
+                 cfg->bind, port,
+                 cert ? " (are --tls-cert and --tls-key a matching PEM pair?)" : "");
         free(cert);
         free(key);
         return -1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    int port = info ? info->port : cfg->port;
     app->port = port;
     app->tls = cert != NULL;
     timer.stop = 0;

@@ -23,7 +23,7 @@ struct http_request {
     struct MHD_Connection *conn;
     const char *method;
     const char *path;
-    const char *query; /* decoded "k=v&k=v" for logs, "" when none */
+    const char *query; /* decoded "k=v&k=v", "" when none (logs show the raw one) */
     const char *body;  /* not NUL-terminated: use body_len */
     size_t body_len;
     const char *client_ip;

@@ -162,25 +162,84 @@ int log_is_secret_name(const char *name, size_t len)
     return 0;
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* Whether the query parameter name p[0..len) names a secret once decoded as
+ * the API decodes it (%XX, '+' as space): "pass%77ord" is a password too. A
+ * name too long to decode here is taken for a secret. */
+static int is_secret_param(const char *p, size_t len)
+{
+    if (!memchr(p, '%', len) && !memchr(p, '+', len))
+        return log_is_secret_name(p, len);
+    char name[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (n == sizeof name)
+            return 1;
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < len && (hi = hex_value(p[i + 1])) >= 0 &&
+            (lo = hex_value(p[i + 2])) >= 0) {
+            name[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            name[n++] = p[i] == '+' ? ' ' : p[i];
+        }
+    }
+    return log_is_secret_name(name, n);
+}
+
+/* Appends src[0..len) to out, with bytes that do not belong in a URL (space,
+ * controls, non-ASCII) as %XX so that a line stays one whitespace-free word.
+ * Returns -1, appending nothing, when it does not fit in `room` bytes. */
+static int append_escaped(char *out, size_t *n, size_t room, const char *src, size_t len)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        need += c <= 0x20 || c >= 0x7f ? 3 : 1;
+    }
+    if (need > room)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            out[(*n)++] = '%';
+            out[(*n)++] = "0123456789ABCDEF"[c >> 4];
+            out[(*n)++] = "0123456789ABCDEF"[c & 15];
+        } else {
+            out[(*n)++] = (char)c;
+        }
+    }
+    return 0;
+}
+
 void log_mask_query(const char *query, char *out, size_t cap)
 {
     size_t n = 0;
+    if (cap == 0)
+        return;
     out[0] = '\0';
-    if (!query || cap == 0)
+    if (!query)
         return;
     const char *p = query;
-    while (*p && n + 1 < cap) {
+    while (*p) {
         const char *amp = strchr(p, '&');
         size_t plen = amp ? (size_t)(amp - p) : strlen(p);
         const char *eq = memchr(p, '=', plen);
-        size_t keep = plen;
-        int mask = eq && log_is_secret_name(p, (size_t)(eq - p));
-        if (mask)
-            keep = (size_t)(eq - p) + 1;
-        if (n + keep + 4 >= cap)
+        int mask = eq && is_secret_param(p, (size_t)(eq - p));
+        size_t keep = mask ? (size_t)(eq - p) + 1 : plen;
+        /* Room for "***", a '&' and the NUL: a parameter is kept whole or not at all. */
+        if (n + 5 > cap || append_escaped(out, &n, cap - n - 5, p, keep)) {
+            n -= n > 0 && out[n - 1] == '&';
             break;
-        memcpy(out + n, p, keep);
-        n += keep;
+        }
         if (mask) {
             memcpy(out + n, "***", 3);
             n += 3;

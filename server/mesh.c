@@ -326,7 +326,21 @@ static int integration_up(const cJSON *integ, double now)
            (cJSON_IsNumber(start) && now < start->valuedouble);
 }
 
-/* The client headers must name a client of the fixtures; answers 401 otherwise. */
+/* `s` clipped to fit `out` (with "..." when cut), anything unprintable, a
+ * space or a quote as '?': safe inside a quoted message and a log line. */
+static const char *printable(const char *s, char *out, size_t cap)
+{
+    size_t n = 0, len = strlen(s);
+    for (; n < len && n + 4 < cap; n++)
+        out[n] = s[n] > 0x20 && s[n] < 0x7f && s[n] != '\'' ? s[n] : '?';
+    snprintf(out + n, cap - n, "%s", n < len ? "..." : "");
+    return out;
+}
+
+/* The client headers must name a client of the fixtures; answers 401 otherwise.
+ * The message is Mesh's own, followed by which header is missing or which
+ * value is unknown (a client id is shown, a secret never), also logged: a
+ * test that sends a misspelt header learns why from the answer. */
 static const cJSON *check_client(struct app *app, const struct http_request *req,
                                  struct http_response *resp)
 {
@@ -336,9 +350,29 @@ static const cJSON *check_client(struct app *app, const struct http_request *req
     const char *want = client ? json_str(client, "clientSecret") : NULL;
     if (client && secret && want && strcmp(secret, want) == 0)
         return client;
-    cJSON *env = envelope(NULL, 0, "permissionDenied",
-                          "Unauthorized: Client Id or Client Secret are not correct or missing.",
-                          NULL, !id || !secret ? "missingField" : "invalidField");
+    char shown[68], detail[200], message[320], path[132];
+    if (id)
+        printable(id, shown, sizeof shown);
+    if (!id && !secret)
+        snprintf(detail, sizeof detail, "The X-Client-Id and X-Client-Secret headers are missing.");
+    else if (!id)
+        snprintf(detail, sizeof detail, "The X-Client-Id header is missing.");
+    else if (!client && !secret)
+        snprintf(detail, sizeof detail,
+                 "The X-Client-Id '%s' is unknown and the X-Client-Secret header is missing.",
+                 shown);
+    else if (!client)
+        snprintf(detail, sizeof detail, "The X-Client-Id '%s' is unknown.", shown);
+    else if (!secret)
+        snprintf(detail, sizeof detail, "The X-Client-Secret header is missing.");
+    else
+        snprintf(detail, sizeof detail, "The X-Client-Secret is unknown for client '%s'.", shown);
+    snprintf(message, sizeof message,
+             "Unauthorized: Client Id or Client Secret are not correct or missing. %s", detail);
+    log_info("mesh: 401 for %s %s: %s", req->method, printable(req->path, path, sizeof path),
+             detail);
+    cJSON *env = envelope(NULL, 0, "permissionDenied", message, NULL,
+                          !id || !secret ? "missingField" : "invalidField");
     http_reply_json(resp, 401, NULL, env);
     cJSON_Delete(env);
     return NULL;

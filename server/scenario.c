@@ -1082,6 +1082,12 @@ static void *parse_files(void *arg)
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p)
 {
+    return scenario_reload_dir(set, dir, apis, napis, NULL, p);
+}
+
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p)
+{
     int before = p->count;
     struct load_job all = {NULL, 0, 1, 0, apis, napis};
     if (dir_walk_json(dir, collect_path, &all))
@@ -1111,7 +1117,14 @@ int scenario_load_dir(struct scenario_set *set, const char *dir, const struct sc
         struct load_file *f = &all.files[i];
         problems_merge(p, &f->p);
         const struct scenario *twin = f->s ? scenario_set_find(set, f->s->name) : NULL;
-        if (twin) {
+        const struct scenario *was = twin && served ? scenario_set_find(served, f->s->name) : NULL;
+        if (twin && was && strcmp(was->origin, f->path) == 0) {
+            /* The file that served the name is not at fault, even when the
+             * file that just took it too sorts before it. */
+            problems_add(p, twin->origin, "$.name", "'%s' is also the name of %s", f->s->name,
+                         f->path);
+            scenario_free(f->s);
+        } else if (twin) {
             problems_add(p, f->path, "$.name", "'%s' is also the name of %s", f->s->name,
                          twin->origin);
             scenario_free(f->s);

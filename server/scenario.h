@@ -69,6 +69,10 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
 /* Loads every *.json file of `dir` into `set`. Returns the number of problems added. */
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p);
+/* The same for a live reload while `served` is in use: when two files name
+ * one scenario, the problem is reported on the one that did not serve it. */
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p);
 
 /* Adds to `set` the scenarios a file database kept from admin uploads (they
  * replace files' scenarios of the same name, as the uploads did); one that no

@@ -31,9 +31,9 @@ def start(*args, env=None, quiet=True):
                          env={**os.environ, **(env or {})})
     procs.append(p)
     line = p.stdout.readline()
-    m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)", line)
+    m = re.search(r"listening on (https?)://(127\.0\.0\.1|\[[0-9a-f:.]+\]):(\d+)", line)
     assert m, f"no listening line: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
-    return p, int(m.group(2))
+    return p, int(m.group(3))
 
 
 def stop(p):
@@ -87,13 +87,29 @@ def test_help_lists_every_option():
     assert v.returncode == 0 and re.match(r"authmock \d+\.\d+\.\d+", v.stdout)
 
 
-def test_bad_option_exits_2_with_one_message():
+def test_bad_options_exit_2_with_one_line_each():
     r = run("--bogus")
     assert r.returncode == 2 and "--bogus" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     r = run("--profile", "nope")
-    assert r.returncode == 2 and "--profile" in r.stderr
+    assert r.returncode == 2 and "(allowed: documented or server)" in r.stderr, r.stderr
     r = run(env={"AUTHMOCK_PORT": "x"})
-    assert r.returncode == 2 and "AUTHMOCK_PORT" in r.stderr
+    assert r.returncode == 2 and "AUTHMOCK_PORT: 'x' is not a whole number (allowed: 0 to 65535)" in r.stderr, r.stderr
+    # Every bad option at once, each with its range or its likely meaning; nothing served.
+    r = run("--port", "70000", "--threads", "0", "--prot", "9000", "--log-format", "xml",
+            env={"AUTHMOCK_JOURNAL_MAX": "-1"})
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.splitlines() == [
+        "authmock: --port: 70000 is out of range (allowed: 0 to 65535)",
+        "authmock: --threads: 0 is out of range (allowed: 1 to 256)",
+        "authmock: unknown option '--prot'; did you mean --port?",
+        "authmock: --log-format: 'xml' is not a log format (allowed: text or json)",
+        "authmock: AUTHMOCK_JOURNAL_MAX: -1 is out of range (allowed: 0 to 100000000)",
+    ], r.stderr
+    # A variable the command line overrides does not matter.
+    r = run("--port", "1", "check", os.path.join(ROOT, "scenarios"), env={"AUTHMOCK_PORT": "x"})
+    assert r.returncode == 0, r.stderr
+    r = run("health", "--treads", "2")
+    assert r.returncode == 2 and r.stderr == "authmock: unknown option '--treads'; did you mean --threads?\n", r.stderr
 
 
 def test_invalid_scenario_dir_refuses_to_start():
@@ -262,6 +278,47 @@ def test_request_log_has_no_secrets():
             assert json.loads(lines[0])["status"] == 200
 
 
+def test_log_and_journal_show_the_query_as_received():
+    raw = "userId=user+1&a=%26b&pass%77ord=leak"
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            status, _, _ = request(port, "POST", f"/api/v1/authenticate?{raw}",
+                                   {"type": "robinhood", "username": "ok@example.com", "password": "pass123"})
+            assert status == 200
+            entry = journal(port, "limit=1")[0]
+            assert entry["query"] == "userId=user+1&a=%26b&pass%77ord=***", entry
+            assert entry["user"] == "user 1", entry
+        finally:
+            stop(p)
+        err = p.stderr.read()
+        assert "leak" not in err, err
+        line = next(l for l in err.splitlines() if "/api/v1/authenticate" in l)
+        if fmt == "json":
+            assert json.loads(line)["query"] == "userId=user+1&a=%26b&pass%77ord=***", line
+        else:
+            # One whitespace-free word for the target, then the status.
+            words = line.split()
+            assert words[3:5] == ["/api/v1/authenticate?userId=user+1&a=%26b&pass%77ord=***", "200"], line
+
+
+def test_client_401_is_explained_in_the_log_without_the_secret():
+    p, port = start(quiet=False)
+    try:
+        status, _, data = request(port, "GET", "/api/v1/status",
+                                  headers={"X-Client-Id": "test-client-id", "X-Client-Secret": "s3cr3t-typo"})
+        assert status == 401 and b"s3cr3t-typo" not in data, data
+        status, _, _ = request(port, "GET", "/api/v1/status", headers={"X-Client-Id": "test-client-id",
+                                                                       "X-Client-Secert": "test-client-secret"})
+        assert status == 401
+    finally:
+        stop(p)
+    err = p.stderr.read()
+    assert "s3cr3t-typo" not in err and "test-client-secret" not in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret is unknown for client 'test-client-id'." in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret header is missing." in err, err
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:
@@ -325,6 +382,47 @@ def test_live_scenarios_reload_and_refuse_invalid_files():
     err = p.stderr.read()
     assert "zz-broken.json: $ (byte" in err and "previous ones keep serving" in err, err
     assert "reloaded" in err
+
+
+def wait_for_log(p, text, timeout=5):
+    """Reads p's stderr (unbuffered, from its descriptor) until text appears;
+    returns what was read."""
+    import select
+    seen = ""
+    fd = p.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
+    assert text in seen, f"never logged {text!r}: {seen}"
+    return seen
+
+
+def test_live_reload_messages():
+    """One scenario is "1 scenario"; a file that takes a served name is blamed,
+    not the file that served it, even when the newcomer sorts first."""
+    d = tempfile.mkdtemp()
+    try:
+        sdir = os.path.join(d, "s")
+        os.makedirs(sdir)
+        doc = {"name": "only", "api": "mesh", "bind": {"username": "only@example.com"},
+               "initial": "a", "states": {"a": [{"reply": {"content": {"status": "delayed"}}}]}}
+        served = os.path.join(sdir, "m-only.json")
+        open(served, "w").write(json.dumps(doc))
+        p, port = start("--scenarios", sdir, quiet=False)
+        open(served, "w").write(json.dumps(dict(doc, description="changed")))
+        wait_for_log(p, f"reloaded 1 scenario from {sdir}\n")
+        newcomer = os.path.join(sdir, "a-copy.json")
+        open(newcomer, "w").write(json.dumps(doc))
+        err = wait_for_log(p, "not reloaded")
+        assert f"scenario refused: {newcomer}: $.name: 'only' is also the name of {served}\n" in err, err
+        assert login(port, "only@example.com")[1]["content"]["status"] == "delayed"
+    finally:
+        stop(p)
+        shutil.rmtree(d)
 
 
 def totp_now(port, secret):
@@ -499,17 +597,100 @@ def test_health_command():
     p, port = start("--admin-token", "tok")
     try:
         r = run("--port", str(port), "--admin-token", "tok", "health")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0 and r.stderr == "", r.stderr
         r = run("health", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
         r = run("--port", str(port), "health")
-        assert r.returncode == 1 and "unhealthy" in r.stderr
+        assert r.returncode == 1 and r.stderr == "authmock health: 401: pass --admin-token or AUTHMOCK_ADMIN_TOKEN\n", r.stderr
+        r = run("--port", str(port), "--admin-token", "nope", "health")
+        assert r.returncode == 1 and r.stderr.startswith("authmock health: 401: the server refused this admin token"), r.stderr
         r = run("health", env={"AUTHMOCK_PORT": str(port), "AUTHMOCK_ADMIN_TOKEN": "tok", "AUTHMOCK_BIND": "0.0.0.0"})
+        assert r.returncode == 0, r.stderr
+        # A server on 127.0.0.1 is found from --bind :: too (::1 first, then 127.0.0.1).
+        r = run("health", "--bind", "::", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
     finally:
         stop(p)
     r = run("--port", str(port), "health")
-    assert r.returncode == 1 and "nothing listens" in r.stderr
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on 127.0.0.1:{port}\n", r.stderr
+
+
+def test_health_reports_an_unhealthy_answer_on_one_line():
+    """The answer of a degraded server: its status and body, never the raw reply."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def answer():
+        c, _ = srv.accept()
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\n\r\n{\"status\":\"degraded\",\r\n\"reason\":\"disk full\"}")
+        c.close()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(answer)
+            r = run("--port", str(port), "health")
+            fut.result(timeout=10)
+    finally:
+        srv.close()
+    assert r.returncode == 1, r
+    assert r.stderr == 'authmock health: unhealthy: 503 {"status":"degraded",  "reason":"disk full"}\n', r.stderr
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6_binds_and_health():
+    if not has_ipv6_loopback():
+        return "skip no IPv6 loopback on this machine"
+    p, port = start("--bind", "::1")
+    try:
+        with socket.create_connection(("::1", port), timeout=5):
+            pass
+        for bind in ["::1", "::"]:
+            r = run("health", "--bind", bind, "--port", str(port))
+            assert r.returncode == 0, (bind, r.stderr)
+    finally:
+        stop(p)
+    r = run("health", "--bind", "::", "--port", str(port))
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on [::1]:{port} or 127.0.0.1:{port}\n", r.stderr
+    # IPV6_V6ONLY is off, as `--bind ::` needs to serve IPv4 clients too: the
+    # IPv4-mapped loopback can be bound and an IPv4 client reaches it (kept to
+    # loopback: an any-address bind would expose the test server).
+    p, port = start("--bind", "::ffff:127.0.0.1")
+    try:
+        status, _, data = request(port, "GET", "/__admin/health", headers={})
+        assert status == 200, data
+        r = run("health", "--bind", "::ffff:127.0.0.1", "--port", str(port))
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop(p)
+
+
+def test_bind_failures_give_the_system_reason():
+    p, port = start()
+    try:
+        r = run("--port", str(port), "--bind", "127.0.0.1")
+        assert r.returncode == 1 and r.stderr == f"authmock: cannot listen on 127.0.0.1 port {port}: Address already in use\n", r.stderr
+    finally:
+        stop(p)
+    # TEST-NET-1 (RFC 5737) is never a local address (unless the kernel lets
+    # any address be bound).
+    with open("/proc/sys/net/ipv4/ip_nonlocal_bind") as f:
+        nonlocal_bind = f.read().strip() != "0"
+    if not nonlocal_bind:
+        r = run("--port", "0", "--bind", "192.0.2.1")
+        assert r.returncode == 1 and r.stderr == "authmock: cannot listen on 192.0.2.1 port 0: Cannot assign requested address\n", r.stderr
+    r = run("--port", "0", "--bind", "localhost")
+    assert r.returncode == 1 and "--bind localhost: not an IPv4 or IPv6 address" in r.stderr, r.stderr
 
 
 def test_cors():

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures_in_test;
 
@@ -132,6 +133,12 @@ static void test_mask_query(void)
         CHECK(!log_is_secret_name(plain[i], strlen(plain[i])));
     log_mask_query("userId=u1&apiKey=k-123&x=1", out, sizeof out);
     CHECK_STR(out, "userId=u1&apiKey=***&x=1");
+    /* The query as received: encoded values stay encoded, an encoded secret
+     * name is still masked, and nothing breaks a whitespace-split line. */
+    log_mask_query("userId=user+1&a=%26b&pass%77ord=x&api+key=y&t=\ta b", out, sizeof out);
+    CHECK_STR(out, "userId=user+1&a=%26b&pass%77ord=***&api+key=y&t=%09a%20b");
+    log_mask_query("userId=u1&password=pass123&longer=0123456789", out, 24);
+    CHECK_STR(out, "userId=u1&password=***");
 }
 
 static void test_rng_seeded(void)
@@ -159,7 +166,7 @@ static void test_config(void)
     struct config cfg;
     enum config_mode mode;
     int first;
-    char err[256];
+    char err[512];
     char *argv1[] = {"authmock", "--port", "0", "--profile", "server", "--seed", "7", NULL};
     CHECK(config_parse(7, argv1, &cfg, &mode, &first, err, sizeof err) == 0);
     CHECK(mode == CONFIG_SERVE && cfg.port == 0 && cfg.profile == PROFILE_SERVER && cfg.seeded &&
@@ -180,8 +187,30 @@ static void test_config(void)
     setenv("AUTHMOCK_PROFILE", "bogus", 1);
     CHECK(config_parse(1, argv5, &cfg, &mode, &first, err, sizeof err) != 0 &&
           strstr(err, "AUTHMOCK_PROFILE"));
+    /* The command line setting the option makes its variable's problem moot. */
+    char *argv7[] = {"authmock", "--profile", "server", NULL};
+    CHECK(config_parse(3, argv7, &cfg, &mode, &first, err, sizeof err) == 0);
     unsetenv("AUTHMOCK_PORT");
     unsetenv("AUTHMOCK_PROFILE");
+    /* Every bad option is reported, one line each, with what it allows. */
+    char *argv8[] = {"authmock", "--port", "70000", "--threads", "0", "--prot", "80", NULL};
+    CHECK(config_parse(7, argv8, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--port: 70000 is out of range (allowed: 0 to 65535)\n"
+                   "--threads: 0 is out of range (allowed: 1 to 256)\n"
+                   "unknown option '--prot'; did you mean --port?\n");
+    char *argv9[] = {"authmock", "--seed", "-1", "--max", "2", "--quiet=1", "--port", NULL};
+    CHECK(config_parse(7, argv9, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--seed: '-1' is not a whole number (allowed: 0 to 18446744073709551615)\n"
+                   "option '--max' is ambiguous: --max-connections, --max-sessions, "
+                   "--max-tokens\n"
+                   "--quiet takes no value\n"
+                   "--port needs a value (N)\n");
+    char *argv10[] = {"authmock", "health", "--treads", "2", NULL};
+    CHECK(config_parse(4, argv10, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--treads'; did you mean --threads?\n");
+    char *argv11[] = {"authmock", "--bogus", NULL};
+    CHECK(config_parse(2, argv11, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--bogus'; see --help\n");
 }
 
 static void test_totp(void)
@@ -923,10 +952,35 @@ int main(void)
     int failed = 0;
     log_init(LOG_TEXT, 1);
     printf("TAP version 13\n1..%zu\n", n);
+    fflush(stdout);
     for (size_t i = 0; i < n; i++) {
         failures_in_test = 0;
+        /* What a test prints (its failed checks) goes after its "not ok"
+         * line, where TAP readers (tests/summary.py) look for it. */
+        FILE *diag = tmpfile();
+        int out = dup(STDOUT_FILENO);
+        if (diag && out >= 0)
+            dup2(fileno(diag), STDOUT_FILENO);
         tests[i].fn();
+        fflush(stdout);
+        if (diag && out >= 0)
+            dup2(out, STDOUT_FILENO);
         printf("%s %zu - %s\n", failures_in_test ? "not ok" : "ok", i + 1, tests[i].name);
+        if (diag) {
+            /* A line the test did not mark as a diagnostic (a checked string
+             * that holds a newline goes on) is marked, so it stays one. */
+            char line[4096];
+            int fresh = 1;
+            rewind(diag);
+            while (fgets(line, sizeof line, diag)) {
+                printf("%s%s", fresh && strncmp(line, "  #", 3) != 0 ? "  #   " : "", line);
+                fresh = strchr(line, '\n') != NULL;
+            }
+            fclose(diag);
+        }
+        if (out >= 0)
+            close(out);
+        fflush(stdout);
         failed += failures_in_test != 0;
     }
     return failed ? 1 : 0;
