@@ -529,6 +529,16 @@ int b64_decode(const char *text, char **out, size_t *out_len)
         free(dst);
         return -1;
     }
+    /* nettle skips white space ("cGFz czEy Mw==" is "pass123" to it): only
+     * the one encoding of the bytes is canonical, so they must encode back
+     * to the text. */
+    char *again = b64_encode(dst, n);
+    int canonical = again && strcmp(again, text) == 0;
+    free(again);
+    if (!canonical) {
+        free(dst);
+        return -1;
+    }
     dst[n] = '\0';
     *out = dst;
     *out_len = n;

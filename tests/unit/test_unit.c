@@ -64,6 +64,13 @@ static void test_base64(void)
     free(d);
     CHECK(b64_decode("not base64!", &d, &n) != 0);
     CHECK(b64_decode("abc", &d, &n) != 0);
+    /* Only canonical text: no white space, no bits set past the data. */
+    CHECK(b64_decode("cGFz czEy Mw==", &d, &n) != 0);
+    CHECK(b64_decode("z\tz\tz\tz\t", &d, &n) != 0);
+    CHECK(b64_decode("QR==", &d, &n) != 0);
+    d = NULL;
+    CHECK(b64_decode("QQ==", &d, &n) == 0 && n == 1 && d[0] == 'A');
+    free(d);
     char *u = b64url_encode("\xfb\xff", 2);
     CHECK_STR(u, "-_8");
     free(u);
