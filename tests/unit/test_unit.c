@@ -281,6 +281,11 @@ static void test_parse_errors(void)
 {
     expect_problem("{", "test.json: $ (byte 0): not valid JSON");
     expect_problem("[]", "test.json: $: a scenario must be a JSON object");
+    /* A key with a newline, a control character or DEL stays on its problem's line. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"w\\n\\u0001\\u007f\\u00e9\":1}]}}",
+        "test.json: $.states.s[0].w\\x0a\\x01\\x7f\xc3\xa9: unknown key");
     expect_problem("{\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
                    "test.json: $.name: is required");
     expect_problem(
