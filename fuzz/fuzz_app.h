@@ -33,7 +33,7 @@ struct app;
 struct scenario_set;
 
 #define FUZZ_SEPARATOR    "\n~~~\n"
-#define FUZZ_MAX_REQUESTS 8
+#define FUZZ_MAX_REQUESTS 16
 
 /* The app, made on the first call: the bundled fixtures, the bundled
  * scenarios and those of the fault tests, seeded ids. Exits the process

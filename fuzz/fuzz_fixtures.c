@@ -127,16 +127,20 @@ static void serve(struct app *app, const struct fixtures *f, int mesh, const cha
     }
     struct fixtures bundled = app->fixtures;
     app->fixtures = merged;
-    /* A new set: what the last one derived from the fixtures (the mesh
-     * authentication schemes) is derived again. */
-    fuzz_app_use_scenarios(app, fuzz_app_base_scenarios());
+    /* What a scenario set derived from the integrations (the mesh
+     * authentication schemes) is derived again from a new set. Only then:
+     * publishing a set writes every scenario into the store. */
+    int renew = f->mesh_integrations != NULL;
+    if (renew)
+        fuzz_app_use_scenarios(app, fuzz_app_base_scenarios());
     fuzz_app_reset(app);
     if (rest)
         fuzz_app_send(app, rest, rest_len);
     else
         fuzz_app_send(app, requests.data, requests.len);
     app->fixtures = bundled;
-    fuzz_app_use_scenarios(app, fuzz_app_base_scenarios());
+    if (renew)
+        fuzz_app_use_scenarios(app, fuzz_app_base_scenarios());
     fuzz_app_reset(app);
     buf_free(&requests);
 }

@@ -26,7 +26,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEPARATOR = "\n~~~\n"
-MAX_REQUESTS = 8  # FUZZ_MAX_REQUESTS
+MAX_REQUESTS = 16  # FUZZ_MAX_REQUESTS
 MAX_BODY = 4096   # what a seed keeps of a padded body
 
 
