@@ -497,11 +497,24 @@ static void check_reply(const struct http_response *resp)
         fprintf(stderr, "fuzz_app: a reply of %zu bytes without a body\n", resp->body_len);
         abort();
     }
-    for (int i = 0; i < resp->nheaders; i++)
-        if (!resp->header_names[i] || !resp->header_values[i]) {
-            fprintf(stderr, "fuzz_app: a reply header without a name or value\n");
+    /* HTTP's rules for a header (RFC 9110 5.1, 5.5): libmicrohttpd drops a
+     * name with white space or a line break without a word, and strict
+     * clients refuse a reply with a name that is not a token or a value with
+     * a control character. */
+    for (int i = 0; i < resp->nheaders; i++) {
+        const char *name = resp->header_names[i], *value = resp->header_values[i];
+        int ok = name && value && name[0];
+        for (const char *c = name; ok && *c; c++)
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                 strchr("!#$%&'*+-.^_`|~", *c);
+        for (const unsigned char *c = (const unsigned char *)value; ok && *c; c++)
+            ok = (*c >= 0x20 || *c == '\t') && *c != 0x7f;
+        if (!ok) {
+            fprintf(stderr, "fuzz_app: a reply header HTTP does not allow: '%s: %s'\n",
+                    name ? name : "(null)", value ? value : "(null)");
             abort();
         }
+    }
 }
 
 static void send_one(struct app *a, struct session *ss, const char *text, size_t len)

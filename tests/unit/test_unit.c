@@ -288,6 +288,15 @@ static void test_parse_errors(void)
         "test.json: $.states.s[0].w\\x0a\\x01\\x7f\xc3\xa9: unknown key");
     expect_problem("{\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
                    "test.json: $.name: is required");
+    /* Headers libmicrohttpd would drop or strict clients refuse. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X Y\":\"1\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X Y' must have a name of");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X-Y\":\"a\\u0001\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X-Y' must have a name of");
     expect_problem(
         "{\"name\":\"a\",\"api\":\"ftp\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
         "$.api: is required: one of mesh, onlyoffice");
