@@ -328,6 +328,25 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
     return 0;
 }
 
+/* Adds a problem for every key of `obj` that an earlier key repeats, and
+ * returns whether there was one. The parsers size what they keep for an
+ * object by its keys, once per key: a step with "count" twice overran its
+ * counters, and a key given twice is a mistake in a file anyway. */
+static int duplicate_keys(struct parser *ps, const cJSON *obj, const char *path)
+{
+    int found = 0;
+    for (const cJSON *a = obj ? obj->child : NULL; a; a = a->next)
+        for (const cJSON *b = obj->child; b != a; b = b->next)
+            if (a->string && b->string && strcmp(a->string, b->string) == 0) {
+                char sub[1024];
+                snprintf(sub, sizeof sub, "%.600s.%.400s", path, a->string);
+                problems_add(ps->p, ps->file, sub, "is given twice");
+                found = 1;
+                break;
+            }
+    return found;
+}
+
 static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *path,
                                 struct step *st)
 {
@@ -336,6 +355,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
                      "must be an object of counter names to {\"atLeast\": N} or {\"below\": N}");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     st->counts = calloc((size_t)cJSON_GetArraySize(v), sizeof *st->counts);
     const cJSON *c;
     cJSON_ArrayForEach(c, v)
@@ -349,6 +370,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
             problems_add(ps->p, ps->file, sub, "must be an object with atLeast and/or below");
             continue;
         }
+        if (duplicate_keys(ps, c, sub))
+            continue;
         const cJSON *b;
         cJSON_ArrayForEach(b, c)
         {
@@ -370,6 +393,8 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
         problems_add(ps->p, ps->file, path, "must be an object with atLeast and/or below seconds");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     const cJSON *b;
     cJSON_ArrayForEach(b, v)
     {
@@ -392,6 +417,8 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
         problems_add(ps->p, ps->file, path, "must be an object of conditions");
         return;
     }
+    if (duplicate_keys(ps, when, path))
+        return;
     *conds = calloc((size_t)cJSON_GetArraySize(when) + 1, sizeof **conds);
     const cJSON *c;
     cJSON_ArrayForEach(c, when)
@@ -497,6 +524,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         problems_add(ps->p, ps->file, path, "a step must be an object");
         return;
     }
+    if (duplicate_keys(ps, sj, path))
+        return;
     const cJSON *k;
     char sub[1024];
     cJSON_ArrayForEach(k, sj)
@@ -530,6 +559,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
                              "must be an object of variable names to uuid, code6 or token");
                 continue;
             }
+            if (duplicate_keys(ps, k, sub))
+                continue;
             st->gens = calloc((size_t)cJSON_GetArraySize(k) + 1, sizeof *st->gens);
             const cJSON *g;
             cJSON_ArrayForEach(g, k)
@@ -581,6 +612,8 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
             problems_add(ps->p, ps->file, path, "must be an object");
             continue;
         }
+        if (duplicate_keys(ps, l, path))
+            continue;
         const cJSON *k;
         cJSON_ArrayForEach(k, l)
         {
@@ -709,6 +742,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
                          "states, limits)");
         }
     }
+    duplicate_keys(&ps, doc, "$");
     const char *name = json_str(doc, "name");
     if (!name || !valid_name(name))
         problems_add(p, file, "$.name", "is required: 1 to 64 letters, digits, '-', '_' or '.'");
@@ -746,6 +780,8 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         problems_add(p, file, "$.states", "is required: an object of state names to step arrays");
         goto done;
     }
+    if (duplicate_keys(&ps, states, "$.states"))
+        goto done;
     /* Name every state first so "next" can refer forward. */
     s->states = calloc((size_t)cJSON_GetArraySize(states), sizeof *s->states);
     const cJSON *stj;

@@ -288,6 +288,20 @@ static void test_parse_errors(void)
         "test.json: $.states.s[0].w\\x0a\\x01\\x7f\xc3\xa9: unknown key");
     expect_problem("{\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
                    "test.json: $.name: is required");
+    /* A key given twice, where the parser walks keys (a second "count" overran the step's
+     * counters). */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"count\":[\"a\",\"b\",\"c\"],\"count\":\"d\"}]}}",
+        "test.json: $.states.s[0].count: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"when\":{\"counter\":{\"x\":{\"atLeast\":1},\"x\":{\"below\":2}}}}]}}",
+        "test.json: $.states.s[0].when.counter.x: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}],"
+        "\"s\":[{\"reply\":{}}]}}",
+        "test.json: $.states.s: is given twice");
     /* Headers libmicrohttpd would drop or strict clients refuse. */
     expect_problem(
         "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
