@@ -138,18 +138,33 @@ static int timer_schedule(struct MHD_Connection *conn, double due)
 
 /* ---- request helpers -------------------------------------------------- */
 
+/* A request made in-process has no connection: its fields answer instead. */
+static const char *field(const struct http_request *r, enum http_field_kind kind, const char *name)
+{
+    for (size_t i = 0; i < r->nfields; i++)
+        if (r->fields[i].kind == kind && strcasecmp(r->fields[i].name, name) == 0)
+            return r->fields[i].value;
+    return NULL;
+}
+
 const char *http_header(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_HEADER, name);
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
 const char *http_query_arg(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_QUERY, name);
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_cookie(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_COOKIE, name);
     return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
@@ -316,7 +331,7 @@ void http_apply_reply_extras(struct http_response *resp, const cJSON *reply)
         resp->body_len = resp->body_len * 2 / 3; /* well delimited, but not JSON */
 }
 
-static void response_free(struct http_response *resp)
+void http_response_free(struct http_response *resp)
 {
     if (!resp)
         return;
@@ -456,7 +471,7 @@ static enum MHD_Result finish(struct app *app, struct MHD_Connection *conn, stru
         ctx->status = 0;
     else
         r = send_response(app, conn, ctx, resp);
-    response_free(resp);
+    http_response_free(resp);
     return r;
 }
 
@@ -733,7 +748,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .state_to = ctx->log.state_to[0] ? ctx->log.state_to : NULL,
     };
     log_request(&line);
-    response_free(ctx->pending);
+    http_response_free(ctx->pending);
     buf_free(&ctx->body);
     free(ctx);
     *con_cls = NULL;

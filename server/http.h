@@ -19,8 +19,17 @@
 struct app;
 struct MHD_Connection;
 
+/* A header, query argument or cookie of a request made without a
+ * connection, as the fuzz targets make them in-process. */
+enum http_field_kind { HTTP_FIELD_HEADER, HTTP_FIELD_QUERY, HTTP_FIELD_COOKIE };
+struct http_field {
+    enum http_field_kind kind;
+    const char *name;
+    const char *value;
+};
+
 struct http_request {
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL: headers, query and cookies are in `fields` */
     const char *method;
     const char *path;
     const char *query; /* decoded "k=v&k=v", "" when none (logs show the raw one) */
@@ -29,6 +38,8 @@ struct http_request {
     const char *client_ip;
     const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the matched route, decoded */
     size_t nparams;
+    const struct http_field *fields; /* read only when conn is NULL */
+    size_t nfields;
 };
 
 enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE };
@@ -61,12 +72,16 @@ struct http_response {
     const char *body_secret;
 };
 
+/* Look-ups ignore the case of `name`, as libmicrohttpd's do; the first match wins. */
 const char *http_header(const struct http_request *r, const char *name);
 const char *http_query_arg(const struct http_request *r, const char *name);
 const char *http_cookie(const struct http_request *r, const char *name);
 /* Whether the request's Content-Type is one ASP.NET Core's JSON input
  * formatter reads: application/json, text/json or application/...+json. */
 int http_json_content_type(const struct http_request *r);
+
+/* Frees a calloc'd reply and everything it holds (releasing a shared body). */
+void http_response_free(struct http_response *resp);
 
 /* Sets the body to `tree` rendered (the tree stays the caller's). */
 void http_reply_json(struct http_response *resp, int status, const char *content_type,

@@ -328,6 +328,25 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
     return 0;
 }
 
+/* Adds a problem for every key of `obj` that an earlier key repeats, and
+ * returns whether there was one. The parsers size what they keep for an
+ * object by its keys, once per key: a step with "count" twice overran its
+ * counters, and a key given twice is a mistake in a file anyway. */
+static int duplicate_keys(struct parser *ps, const cJSON *obj, const char *path)
+{
+    int found = 0;
+    for (const cJSON *a = obj ? obj->child : NULL; a; a = a->next)
+        for (const cJSON *b = obj->child; b != a; b = b->next)
+            if (a->string && b->string && strcmp(a->string, b->string) == 0) {
+                char sub[1024];
+                snprintf(sub, sizeof sub, "%.600s.%.400s", path, a->string);
+                problems_add(ps->p, ps->file, sub, "is given twice");
+                found = 1;
+                break;
+            }
+    return found;
+}
+
 static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *path,
                                 struct step *st)
 {
@@ -336,6 +355,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
                      "must be an object of counter names to {\"atLeast\": N} or {\"below\": N}");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     st->counts = calloc((size_t)cJSON_GetArraySize(v), sizeof *st->counts);
     const cJSON *c;
     cJSON_ArrayForEach(c, v)
@@ -349,6 +370,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
             problems_add(ps->p, ps->file, sub, "must be an object with atLeast and/or below");
             continue;
         }
+        if (duplicate_keys(ps, c, sub))
+            continue;
         const cJSON *b;
         cJSON_ArrayForEach(b, c)
         {
@@ -370,6 +393,8 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
         problems_add(ps->p, ps->file, path, "must be an object with atLeast and/or below seconds");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     const cJSON *b;
     cJSON_ArrayForEach(b, v)
     {
@@ -392,6 +417,8 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
         problems_add(ps->p, ps->file, path, "must be an object of conditions");
         return;
     }
+    if (duplicate_keys(ps, when, path))
+        return;
     *conds = calloc((size_t)cJSON_GetArraySize(when) + 1, sizeof **conds);
     const cJSON *c;
     cJSON_ArrayForEach(c, when)
@@ -417,6 +444,25 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
 
 static const char *const gen_names[] = {"uuid", "code6", "token"};
 
+/* Whether a header can go out as written (RFC 9110 5.1, 5.5): a name of token
+ * characters and a value without control characters but tab. libmicrohttpd
+ * drops a name with white space without a word, and strict clients (Node's)
+ * refuse a whole reply with any other break of these rules. */
+static int header_sendable(const char *name, const char *value)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!name[0])
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(tchar, *c)))
+            return 0;
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return 0;
+    return 1;
+}
+
 static void validate_reply_common(struct parser *ps, const cJSON *reply, const char *path,
                                   const struct scenario_api *api)
 {
@@ -440,12 +486,12 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
         if (!cJSON_IsObject(v))
             problems_add(ps->p, ps->file, sub, "must be an object of header names to strings");
         else
-            cJSON_ArrayForEach(h, v) if (!cJSON_IsString(h) || !h->string[0] ||
-                                         strpbrk(h->string, "\r\n:") ||
-                                         strpbrk(h->valuestring, "\r\n"))
+            cJSON_ArrayForEach(h, v) if (!cJSON_IsString(h) ||
+                                         !header_sendable(h->string, h->valuestring))
             {
                 problems_add(ps->p, ps->file, sub,
-                             "header '%s' must have a name without ':' and a one-line string value",
+                             "header '%s' must have a name of letters, digits and "
+                             "!#$%%&'*+-.^_`|~ and a string value without control characters",
                              h->string);
             }
     }
@@ -478,6 +524,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         problems_add(ps->p, ps->file, path, "a step must be an object");
         return;
     }
+    if (duplicate_keys(ps, sj, path))
+        return;
     const cJSON *k;
     char sub[1024];
     cJSON_ArrayForEach(k, sj)
@@ -511,6 +559,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
                              "must be an object of variable names to uuid, code6 or token");
                 continue;
             }
+            if (duplicate_keys(ps, k, sub))
+                continue;
             st->gens = calloc((size_t)cJSON_GetArraySize(k) + 1, sizeof *st->gens);
             const cJSON *g;
             cJSON_ArrayForEach(g, k)
@@ -562,6 +612,8 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
             problems_add(ps->p, ps->file, path, "must be an object");
             continue;
         }
+        if (duplicate_keys(ps, l, path))
+            continue;
         const cJSON *k;
         cJSON_ArrayForEach(k, l)
         {
@@ -690,6 +742,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
                          "states, limits)");
         }
     }
+    duplicate_keys(&ps, doc, "$");
     const char *name = json_str(doc, "name");
     if (!name || !valid_name(name))
         problems_add(p, file, "$.name", "is required: 1 to 64 letters, digits, '-', '_' or '.'");
@@ -727,6 +780,8 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         problems_add(p, file, "$.states", "is required: an object of state names to step arrays");
         goto done;
     }
+    if (duplicate_keys(&ps, states, "$.states"))
+        goto done;
     /* Name every state first so "next" can refer forward. */
     s->states = calloc((size_t)cJSON_GetArraySize(states), sizeof *s->states);
     const cJSON *stj;

@@ -65,6 +65,13 @@ static void test_base64(void)
     free(d);
     CHECK(b64_decode("not base64!", &d, &n) != 0);
     CHECK(b64_decode("abc", &d, &n) != 0);
+    /* Only canonical text: no white space, no bits set past the data. */
+    CHECK(b64_decode("cGFz czEy Mw==", &d, &n) != 0);
+    CHECK(b64_decode("z\tz\tz\tz\t", &d, &n) != 0);
+    CHECK(b64_decode("QR==", &d, &n) != 0);
+    d = NULL;
+    CHECK(b64_decode("QQ==", &d, &n) == 0 && n == 1 && d[0] == 'A');
+    free(d);
     char *u = b64url_encode("\xfb\xff", 2);
     CHECK_STR(u, "-_8");
     free(u);
@@ -303,8 +310,36 @@ static void test_parse_errors(void)
 {
     expect_problem("{", "test.json: $ (byte 0): not valid JSON");
     expect_problem("[]", "test.json: $: a scenario must be a JSON object");
+    /* A key with a newline, a control character or DEL stays on its problem's line. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"w\\n\\u0001\\u007f\\u00e9\":1}]}}",
+        "test.json: $.states.s[0].w\\x0a\\x01\\x7f\xc3\xa9: unknown key");
     expect_problem("{\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
                    "test.json: $.name: is required");
+    /* A key given twice, where the parser walks keys (a second "count" overran the step's
+     * counters). */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"count\":[\"a\",\"b\",\"c\"],\"count\":\"d\"}]}}",
+        "test.json: $.states.s[0].count: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"when\":{\"counter\":{\"x\":{\"atLeast\":1},\"x\":{\"below\":2}}}}]}}",
+        "test.json: $.states.s[0].when.counter.x: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}],"
+        "\"s\":[{\"reply\":{}}]}}",
+        "test.json: $.states.s: is given twice");
+    /* Headers libmicrohttpd would drop or strict clients refuse. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X Y\":\"1\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X Y' must have a name of");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X-Y\":\"a\\u0001\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X-Y' must have a name of");
     expect_problem(
         "{\"name\":\"a\",\"api\":\"ftp\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
         "$.api: is required: one of mesh, onlyoffice");
