@@ -62,7 +62,8 @@ static void collect(struct inputs *in, const char *path)
             add(in, full);
     }
     closedir(d);
-    qsort(in->paths + first, in->n - first, sizeof *in->paths, by_name);
+    if (in->n - first > 1)
+        qsort(in->paths + first, in->n - first, sizeof *in->paths, by_name);
 }
 
 int main(int argc, char **argv)
