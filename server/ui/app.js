@@ -353,17 +353,14 @@ function outcomeOf(e) {
 
 function requestRow(e, fresh) {
   const st = e.status;
-  const state = e.scenario ? `${e.scenario} · ${e.stateFrom || ''}${e.stateTo && e.stateTo !== e.stateFrom ? ' → ' + e.stateTo : ''}` : '';
+  const moved = e.stateTo && e.stateTo !== e.stateFrom ? ' → ' + e.stateTo : '';
   return h('tr' + (fresh ? '.fresh' : ''), { tabindex: 0, 'data-id': e.id, 'aria-selected': e.id === selectedId },
     h('td.num.muted', { text: e.id }),
     h('td.mono', { text: timeOf(e.time), title: e.time }),
-    h('td.nowrap', { text: e.namespace || '' }),
-    h('td', { text: e.api || '' }),
     h('td', {}, h('span.path.nowrap', { text: `${e.method} ${e.path}` }), e.query ? h('div.path.muted', { text: '?' + e.query }) : null),
-    h('td', { text: e.user || '' }),
-    h('td', {}, h('span.badge.' + statusClass(st), { text: st || 'dropped' })),
-    h('td', { text: outcomeOf(e) }),
-    h('td', { text: state }));
+    h('td', {}, h('div', { text: e.user || '' }), e.namespace ? h('div.muted', { text: 'ns ' + e.namespace }) : null),
+    h('td', {}, h('span.badge.' + statusClass(st), { text: st || 'dropped' }), outcomeOf(e) ? h('div', { text: outcomeOf(e) }) : null),
+    h('td', {}, e.scenario ? [h('div', { text: e.scenario }), h('div.muted', { text: (e.stateFrom || '') + moved })] : ''));
 }
 
 function renderRequests() {
@@ -1036,7 +1033,7 @@ function copyButton(pre) {
 
 function curlBlock(cmd) {
   const pre = h('pre', { text: cmd });
-  return h('div.curl', {}, pre, copyButton(pre));
+  return h('div.curl', {}, h('div.curl-head', {}, h('span.muted', { text: 'The first request' }), copyButton(pre)), pre);
 }
 
 const totpCards = [];
@@ -1071,7 +1068,7 @@ views.accounts = {
       const { body, step } = meshFirstBody(doc, fixtures);
       const user = typeof (doc.bind || {}).username === 'string' ? doc.bind.username : null;
       const cmd = curlFor([`curl -s ${sq(origin + '/api/v1/authenticate?userId=user-1')}`,
-        `-H ${sq('X-Client-Id: ' + client.clientId)} -H ${sq('X-Client-Secret: ' + client.clientSecret)}`,
+        `-H ${sq('X-Client-Id: ' + client.clientId)}`, `-H ${sq('X-Client-Secret: ' + client.clientSecret)}`,
         `-H 'Content-Type: application/json'`, `-d ${sq(json(body))}`]);
       const fx = user && fixtures.mesh.users.find((u) => u.username === user);
       add('mesh', meshGroup(doc, step), h('section.card.acct', { id: 'acct-' + (user || doc.name), 'aria-label': user || doc.name },
@@ -1109,9 +1106,10 @@ views.accounts = {
     const order = ['Logs in at once', 'One-time codes (MFA)', 'Challenges and verifications', 'Other answers', 'Errors, limits, faults and delays',
       'Other kinds of broker (any user name)', 'Password only', 'Authenticator app (TOTP)', 'SMS codes', 'Refused'];
     const sorted = [...groups.values()].sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group));
-    fill(root, ...sorted.map((g) => h('section.group', { 'aria-label': `${g.api}: ${g.group}` },
+    fill(root, h('p.note', { text: `Mesh: client ${client.clientId} / ${client.clientSecret}; every one-time code the mesh scenarios accept is 123456. ` +
+      'ONLYOFFICE: the TOTP code below is the one the server accepts now, at the mock clock; SMS codes are in the SMS outbox.' }),
+    ...sorted.map((g) => h('section.group', { 'aria-label': `${g.api}: ${g.group}` },
       h('h2', {}, `${g.api === 'mesh' ? 'Mesh' : 'ONLYOFFICE'} · ${g.group}`),
-      g.api === 'mesh' ? h('p.muted', { text: `Client ${client.clientId} / ${client.clientSecret}; every accepted one-time code is 123456.` }) : null,
       h('div.cards', {}, g.cards))));
     this.tick(true);
   },
