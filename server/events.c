@@ -258,19 +258,25 @@ void events_open(struct app *app, const struct http_request *req, struct http_re
     s->filter.api = arg(req, "api", s->api, sizeof s->api);
     s->filter.user = arg(req, "user", s->user, sizeof s->user);
     const char *v = http_query_arg(req, "status");
-    if (v)
-        s->filter.status = atoi(v) >= 100 && atoi(v) <= 599 ? atoi(v) : 0;
+    char *end;
+    long status = v ? strtol(v, &end, 10) : 0;
+    s->filter.status = v && !*end && status >= 100 && status <= 599 ? (int)status : 0;
     long latest = atomic_load_explicit(&ev.latest, memory_order_acquire);
     const char *from = http_query_arg(req, "after");
     if (!from)
         from = http_header(req, "Last-Event-ID");
-    char *end;
     errno = 0;
     long after = from ? strtol(from, &end, 10) : -1;
     if (!from || errno || end == from || *end || after < 0 || after > latest)
         after = latest;
     s->cursor = after;
     pthread_mutex_init(&s->lock, NULL);
+    /* The first bytes: the reconnection delay, and where the stream starts. */
+    buf_printf(&s->out,
+               "retry: 2000\n\nevent: hello\ndata: {\"latest\":%ld,\"after\":%ld,\"journal\":%s,"
+               "\"heartbeatSeconds\":%g}\n\n",
+               latest, after, app->journal ? "true" : "false", ev.beat);
+    s->next_beat = clock_monotonic() + ev.beat;
 
     pthread_mutex_lock(&ev.lock);
     int slot = -1;
@@ -289,11 +295,13 @@ void events_open(struct app *app, const struct http_request *req, struct http_re
         int stopping = atomic_load(&ev.stop);
         pthread_mutex_unlock(&ev.lock);
         pthread_mutex_destroy(&s->lock);
+        buf_free(&s->out);
         free(s);
-        http_reply_error(resp, 503,
-                         stopping ? "the server is stopping"
-                                  : "%d event streams are open already; close one, or retry",
-                         EVENTS_MAX_SUBSCRIBERS);
+        if (stopping)
+            http_reply_error(resp, 503, "the server is stopping");
+        else
+            http_reply_error(resp, 503, "%d event streams are open already; close one, or retry",
+                             EVENTS_MAX_SUBSCRIBERS);
         http_add_header(resp, "Retry-After", "2");
         return;
     }
@@ -303,12 +311,6 @@ void events_open(struct app *app, const struct http_request *req, struct http_re
     pthread_cond_signal(&ev.cond);
     pthread_mutex_unlock(&ev.lock);
 
-    /* The first bytes: the reconnection delay, and where the stream starts. */
-    buf_printf(&s->out,
-               "retry: 2000\n\nevent: hello\ndata: {\"latest\":%ld,\"after\":%ld,\"journal\":%s,"
-               "\"heartbeatSeconds\":%g}\n\n",
-               latest, after, app->journal ? "true" : "false", ev.beat);
-    s->next_beat = clock_monotonic() + ev.beat;
     http_reply_stream(resp, 200, "text/event-stream; charset=utf-8", reader, subscriber_free, s);
     http_add_header(resp, "Cache-Control", "no-cache, no-store");
     /* nginx and others buffer responses unless told not to. */
