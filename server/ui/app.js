@@ -482,6 +482,14 @@ function connectEvents() {
   source.addEventListener('hello', (ev) => {
     const hello = JSON.parse(ev.data);
     setLive('on', hello.journal ? 'live' : 'live (the journal is off)');
+    if (hello.latest < newestId) {
+      // A new server (ids start again): what the table holds is another's.
+      entries.length = 0;
+      byId.clear();
+      lastMatch.clear();
+      newestId = 0;
+      views.requests.load().catch(() => {});
+    }
   });
   source.addEventListener('request', (ev) => {
     addEntry(JSON.parse(ev.data), true);
