@@ -64,14 +64,17 @@ static void h_health(struct app *app, const struct http_request *req, struct htt
     cJSON_Delete(o);
 }
 
-/* With a file database the clock is kept in it, to survive a restart. */
+/* With a file database the clock is kept in it, to survive a restart. It is
+ * written behind, by the state's writer: written here, the request's worker
+ * thread waited for the writer's transaction to end, and every other
+ * connection of that thread with it. */
 static void save_clock(struct app *app)
 {
     if (!store_is_file(app->store))
         return;
     char *text = clock_save();
-    if (!text || store_meta_put(app->store, "clock", text))
-        log_error("cannot store the mock clock: %s", store_errmsg(app->store));
+    if (!text || state_put_meta(app->state, "clock", text))
+        log_error("cannot store the mock clock: out of memory");
     free(text);
 }
 
@@ -104,7 +107,8 @@ static void clock_body(struct http_response *resp, const char *ns)
     cJSON_AddNumberToObject(o, "epochSeconds", floor(now));
     double off = clock_offset() + clock_ns_offset(ns);
     cJSON_AddNumberToObject(o, "offsetSeconds", round(off * 1000.0) / 1000.0 + 0.0);
-    json_add_str_or_null(o, "namespace", ns);
+    /* The shared clock is the default namespace's: "" as everywhere else. */
+    cJSON_AddStringToObject(o, "namespace", ns ? ns : "");
     http_reply_json(resp, 200, NULL, o);
     cJSON_Delete(o);
 }

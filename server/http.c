@@ -153,6 +153,20 @@ const char *http_cookie(const struct http_request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
+int http_json_content_type(const struct http_request *r)
+{
+    const char *ct = http_header(r, "Content-Type");
+    if (!ct)
+        return 0;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n == 9 && strncasecmp(ct, "text/json", 9) == 0) ||
+           (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+            strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
 void http_base_url(const struct app *app, const struct http_request *r, char *out, size_t cap)
 {
     const char *host = http_header(r, "Host");

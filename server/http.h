@@ -71,6 +71,9 @@ struct http_response {
 const char *http_header(const struct http_request *r, const char *name);
 const char *http_query_arg(const struct http_request *r, const char *name);
 const char *http_cookie(const struct http_request *r, const char *name);
+/* Whether the request's Content-Type is one ASP.NET Core's JSON input
+ * formatter reads: application/json, text/json or application/...+json. */
+int http_json_content_type(const struct http_request *r);
 
 /* Sets the body to `tree` rendered (the tree stays the caller's). */
 void http_reply_json(struct http_response *resp, int status, const char *content_type,

@@ -394,7 +394,7 @@ static cJSON *entry_json(const struct rec *h)
     cJSON_AddNumberToObject(e, "id", (double)h->id);
     clock_format(h->at, when);
     cJSON_AddStringToObject(e, "time", when);
-    json_add_str_or_null(e, "namespace", s[S_NS]);
+    cJSON_AddStringToObject(e, "namespace", s[S_NS] ? s[S_NS] : ""); /* "": the default one */
     json_add_str_or_null(e, "api", s[S_API]);
     json_add_str_or_null(e, "method", s[S_METHOD]);
     json_add_str_or_null(e, "path", s[S_PATH]);

@@ -5,6 +5,7 @@
  */
 #include "jsonutil.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -81,6 +82,71 @@ const char *str_find(const char *const *values, size_t n, const char *s, int noc
         if ((nocase ? strcasecmp(values[i], s) : strcmp(values[i], s)) == 0)
             return values[i];
     return NULL;
+}
+
+/* A name's value, or -1. Exact case first, as the converter looks. */
+static long enum_name_value(const char *s, size_t len, const char *const *names, size_t n)
+{
+    for (int nocase = 0; nocase < 2; nocase++)
+        for (size_t i = 0; i < n; i++)
+            if (strlen(names[i]) == len &&
+                (nocase ? strncasecmp(names[i], s, len) : strncmp(names[i], s, len)) == 0)
+                return (long)i;
+    return -1;
+}
+
+int json_enum_read(const cJSON *item, const char *const *names, size_t n, int flags,
+                   int defined_only, char *out, size_t cap)
+{
+    long value = -1;
+    if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        if (d != floor(d) || d < -2147483648.0 || d > 2147483647.0)
+            return -1;
+        value = (long)d;
+    } else if (cJSON_IsString(item)) {
+        const char *s = item->valuestring;
+        while (*s == ' ')
+            s++;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (*s && (isdigit((unsigned char)*s) || *s == '-') && !errno && end != s) {
+            while (*end == ' ')
+                end++;
+            if (*end || v < -2147483648L || v > 2147483647L)
+                return -1;
+            value = v;
+        } else {
+            /* One name, or with `flags` several joined by commas (values ORed). */
+            value = 0;
+            const char *p = s;
+            for (int parts = 0;; parts++) {
+                while (*p == ' ')
+                    p++;
+                const char *e = strchr(p, ',');
+                size_t len = e ? (size_t)(e - p) : strlen(p);
+                while (len && p[len - 1] == ' ')
+                    len--;
+                long v = len ? enum_name_value(p, len, names, n) : -1;
+                if (v < 0 || (parts > 0 && !flags))
+                    return -1;
+                value |= v;
+                if (!e)
+                    break;
+                p = e + 1;
+            }
+        }
+    } else {
+        return -1;
+    }
+    if (value >= 0 && (size_t)value < n)
+        snprintf(out, cap, "%s", names[value]);
+    else if (defined_only)
+        return -1;
+    else
+        snprintf(out, cap, "%ld", value);
+    return 0;
 }
 
 const char *json_str(const cJSON *obj, const char *key)
@@ -189,6 +255,36 @@ static int render_number(struct buf *o, double d, int valueint)
     return buf_append(o, num, (size_t)n);
 }
 
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+size_t json_utf8_len(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* E0: no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* ED: no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80; /* F0: no overlong forms */
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* F4: nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
 static int render_string(struct buf *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -199,8 +295,24 @@ static int render_string(struct buf *o, const char *s)
         return -1;
     char *w = o->data + o->len;
     *w++ = '"';
+    const char *end = p + n;
     for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x80) {
+            /* Never send invalid UTF-8 (a decoded %FF in a path, say): each
+             * byte that starts no valid sequence becomes U+FFFD, as .NET's
+             * encoders replace it. */
+            size_t len = json_utf8_len((const unsigned char *)p, (size_t)(end - p));
+            if (len == 0) {
+                memcpy(w, "\xef\xbf\xbd", 3);
+                w += 3;
+            } else {
+                memcpy(w, p, len);
+                w += len;
+                p += len - 1;
+            }
+            continue;
+        }
         if (c >= 32 && c != '"' && c != '\\') {
             *w++ = (char)c;
             continue;
@@ -290,36 +402,6 @@ char *json_render(const cJSON *item, size_t *len)
     return o.data;
 }
 
-/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* E0: no overlong forms */
-        hi = c == 0xED ? 0x9F : 0xBF; /* ED: no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80; /* F0: no overlong forms */
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* F4: nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (left < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* What System.Text.Json refuses before it parses: text that is not UTF-8, a
  * control character (NUL included) inside a string or outside one, nesting
  * deeper than JSON_MAX_DEPTH. Returns 0 or the reason, *off the byte. */
@@ -331,7 +413,7 @@ static enum json_error json_scan(const char *data, size_t len, size_t *off)
         unsigned char c = d[i];
         *off = i;
         if (c >= 0x80) {
-            size_t n = utf8_len(d + i, len - i);
+            size_t n = json_utf8_len(d + i, len - i);
             if (!n)
                 return JSON_ERROR_UTF8;
             i += n;

@@ -24,6 +24,18 @@ void buf_free(struct buf *b);
 
 /* The element of values[0..n) equal to s (ignoring ASCII case when nocase), or NULL. */
 const char *str_find(const char *const *values, size_t n, const char *s, int nocase);
+/* Reads an enum value as System.Text.Json's JsonStringEnumConverter does
+ * (integers allowed, its default): a declared name in any case, an integer (a
+ * JSON number or a string of digits) and, for a [Flags] enum, names joined by
+ * commas. names[i] is the name of value i. Writes the canonical text into out:
+ * the declared name, or the digits of a value no name has (the converter
+ * accepts those too, unless `defined_only`). Returns 0, or -1 when the value
+ * cannot be converted. */
+int json_enum_read(const cJSON *item, const char *const *names, size_t n, int flags,
+                   int defined_only, char *out, size_t cap);
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+size_t json_utf8_len(const unsigned char *p, size_t left);
 /* Returns the string member `key`, or NULL when it is absent, null or not a string. */
 const char *json_str(const cJSON *obj, const char *key);
 /* Adds `key: value`, or `key: null` when value is NULL. Returns the new item or NULL. */

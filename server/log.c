@@ -32,23 +32,57 @@ static void write_line(const char *line, size_t len)
     }
 }
 
-/* Appends `s` to out as the inside of a JSON string. */
+/* Appends `s` to out as the inside of a JSON string. Bytes that start no
+ * valid UTF-8 sequence (a decoded %FF) become U+FFFD. */
 static size_t json_escape(char *out, size_t cap, const char *s)
 {
-    size_t n = 0;
-    for (; s && *s && n + 7 < cap; s++) {
+    size_t n = 0, left = s ? strlen(s) : 0;
+    for (; s && *s && n + 7 < cap; s++, left--) {
         unsigned char c = (unsigned char)*s;
+        size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
         if (c == '"' || c == '\\') {
             out[n++] = '\\';
             out[n++] = (char)c;
         } else if (c < 0x20) {
             n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        } else if (len == 0) {
+            n += (size_t)snprintf(out + n, cap - n, "\\ufffd");
+        } else if (n + len + 1 < cap) {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len - 1;
+            left -= len - 1;
         } else {
-            out[n++] = (char)c;
+            break;
         }
     }
     out[n] = '\0';
     return n;
+}
+
+/* Copies `s` into out for a text log line, so that a line stays one line of
+ * whitespace-separated UTF-8 fields whatever a client sent: with `word`, a
+ * space, control character, DEL or byte of invalid UTF-8 is written %XX (as
+ * in a URL); without, only control characters, DEL and invalid bytes are,
+ * as \xXX. */
+static void text_escape(char *out, size_t cap, const char *s, int word)
+{
+    size_t n = 0, left = s ? strlen(s) : 0;
+    for (; s && *s && n + 5 < cap; s++, left--) {
+        unsigned char c = (unsigned char)*s;
+        size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
+        if (c < 0x20 || c == 0x7f || (word && c == ' ') || len == 0) {
+            n += (size_t)snprintf(out + n, cap - n, word ? "%%%02X" : "\\x%02x", c);
+        } else if (n + len + 1 < cap) {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len - 1;
+            left -= len - 1;
+        } else {
+            break;
+        }
+    }
+    out[n] = '\0';
 }
 
 static void log_message(const char *level, const char *fmt, va_list ap)
@@ -63,7 +97,9 @@ static void log_message(const char *level, const char *fmt, va_list ap)
         n = snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", now,
                      level, esc);
     } else {
-        n = snprintf(line, sizeof line, "%s %s %s\n", now, level, msg);
+        char safe[2100];
+        text_escape(safe, sizeof safe, msg, 0);
+        n = snprintf(line, sizeof line, "%s %s %s\n", now, level, safe);
     }
     if (n > 0)
         write_line(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
@@ -169,25 +205,30 @@ void log_request(const struct log_request *r)
         char epath[600], equery[800], escen[200];
         json_escape(epath, sizeof epath, r->path);
         json_escape(equery, sizeof equery, query);
+        char ens[200];
         json_escape(escen, sizeof escen, r->scenario ? r->scenario : "");
+        json_escape(ens, sizeof ens, r->ns ? r->ns : "");
         n = snprintf(line, sizeof line,
                      "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%s\","
                      "\"path\":\"%s\",\"query\":\"%s\",\"status\":%d,\"latencyMs\":%.3f,"
                      "\"api\":\"%s\",\"namespace\":\"%s\",\"scenario\":\"%s\",\"stateFrom\":\"%s\","
                      "\"stateTo\":\"%s\"}\n",
                      now, r->method, epath, equery, r->status, r->latency_ms, r->api ? r->api : "",
-                     r->ns ? r->ns : "", escen, r->state_from ? r->state_from : "",
+                     ens, escen, r->state_from ? r->state_from : "",
                      r->state_to ? r->state_to : "");
     } else {
         char state[160] = "";
         if (r->state_from)
             snprintf(state, sizeof state, " state=%.64s%s%.64s", r->state_from,
                      r->state_to ? "->" : "", r->state_to ? r->state_to : "");
-        snprintf(path, sizeof path, "%s", r->path);
+        char squery[700], ns[200], scen[200];
+        text_escape(path, sizeof path, r->path, 1);
+        text_escape(squery, sizeof squery, query, 1);
+        text_escape(ns, sizeof ns, r->ns ? r->ns : "-", 1);
+        text_escape(scen, sizeof scen, r->scenario ? r->scenario : "-", 1);
         n = snprintf(line, sizeof line, "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s\n",
-                     now, r->method, path, query[0] ? "?" : "", query, r->status, r->latency_ms,
-                     r->api ? r->api : "-", r->ns ? r->ns : "-", r->scenario ? r->scenario : "-",
-                     state);
+                     now, r->method, path, squery[0] ? "?" : "", squery, r->status, r->latency_ms,
+                     r->api ? r->api : "-", ns, scen, state);
     }
     if (n > 0)
         write_line(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);

@@ -137,6 +137,12 @@ static const struct {
 
 const char *mesh_broker_type(const char *name)
 {
+    /* A route or query value binds by name in any case, or by a defined
+     * value's number, as ASP.NET Core's enum model binder reads it. */
+    char *end;
+    long v = name && *name >= '0' && *name <= '9' ? strtol(name, &end, 10) : -1;
+    if (v >= 0 && !*end)
+        return (size_t)v < COUNT(broker_types) ? broker_types[v] : NULL;
     return str_find(broker_types, COUNT(broker_types), name, 1);
 }
 
@@ -228,10 +234,19 @@ static cJSON *envelope(cJSON *content, int with_content, const char *status, con
     cJSON_AddStringToObject(env, "status", status);
     cJSON_AddStringToObject(env, "message", message ? message : "");
     json_add_str_or_null(env, "displayMessage", display);
+    /* An error's hash groups errors (SPEC: for Bugsnag): the same error, the
+     * same hash. Each ok answer in SPEC carries a hash of its own, so an ok
+     * envelope gets a fresh one (from the seeded generator under --seed). */
     char seed[512], hash[41];
-    int n = snprintf(seed, sizeof seed, "%s|%s|%s", status, message ? message : "",
-                     error_type ? error_type : "");
-    sha1_hex(seed, n > 0 && (size_t)n < sizeof seed ? (size_t)n : strlen(seed), hash);
+    if (strcmp(status, "ok") == 0) {
+        unsigned char raw[20];
+        rng_bytes(raw, sizeof raw);
+        hex_encode(raw, sizeof raw, hash);
+    } else {
+        int n = snprintf(seed, sizeof seed, "%s|%s|%s", status, message ? message : "",
+                         error_type ? error_type : "");
+        sha1_hex(seed, n > 0 && (size_t)n < sizeof seed ? (size_t)n : strlen(seed), hash);
+    }
     cJSON_AddStringToObject(env, "errorHash", hash);
     cJSON_AddStringToObject(env, "errorType", error_type ? error_type : "");
     cJSON_AddNullToObject(env, "errorData");
@@ -243,6 +258,17 @@ static void send_envelope(struct http_response *resp, cJSON *env, const char *st
     int http = mesh_http_status(status);
     http_reply_json(resp, http ? http : 200, NULL, env);
     cJSON_Delete(env);
+}
+
+/* POST /authenticate answers 500 and 503 with no content (SPEC lists both
+ * without a body). What authmock itself has to say about one goes into the
+ * X-Authmock-Error header (and so the journal), never into a body the real
+ * API does not send. */
+static void send_no_content(struct http_response *resp, int code, const char *reason)
+{
+    http_reply_raw(resp, code, NULL, "", 0);
+    if (reason)
+        http_add_header(resp, "X-Authmock-Error", reason);
 }
 
 static void send_bad_request(struct http_response *resp, const char *message, const char *display,
@@ -322,19 +348,9 @@ static const cJSON *check_client(struct app *app, const struct http_request *req
  * application/(anything)+json; a body of another media type gets 415. */
 static int check_media_type(const struct http_request *req, struct http_response *resp)
 {
-    if (req->body_len == 0)
+    if (req->body_len == 0 || http_json_content_type(req))
         return 0;
     const char *ct = http_header(req, "Content-Type");
-    if (ct) {
-        size_t n = strcspn(ct, ";");
-        while (n > 0 && ct[n - 1] == ' ')
-            n--;
-        if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-            (n == 9 && strncasecmp(ct, "text/json", 9) == 0) ||
-            (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-             strncasecmp(ct + n - 5, "+json", 5) == 0))
-            return 0;
-    }
     cJSON *pd = cJSON_CreateObject();
     cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc7231#section-6.5.13");
     cJSON_AddStringToObject(pd, "title", "Unsupported Media Type");
@@ -380,6 +396,24 @@ static cJSON *managed_body(const struct http_request *req, struct http_response 
 }
 
 /* A required non-empty string member of a managed request; answers 400 otherwise. */
+/* The BrokerType member `type` of a managed body: a name in any case or a
+ * defined value's number. Answers 400 and returns NULL when it is missing or
+ * names no broker. */
+static const char *required_broker(const cJSON *body, struct http_response *resp)
+{
+    const cJSON *v = cJSON_GetObjectItem(body, "type");
+    char name[40];
+    if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0])) {
+        send_bad_request(resp, "type is required.", NULL, "missingField");
+        return NULL;
+    }
+    if (json_enum_read(v, broker_types, COUNT(broker_types), 0, 1, name, sizeof name)) {
+        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+        return NULL;
+    }
+    return mesh_broker_type(name);
+}
+
 static const char *required_string(const cJSON *body, const char *name, size_t max,
                                    struct http_response *resp)
 {
@@ -596,13 +630,19 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
     const char *status = json_str(reply, "status");
     if (!status)
         status = "ok";
-    cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
-                          json_str(reply, "displayMessage"), json_str(reply, "errorType"));
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
-    if (!http_reply_body_override(resp, code, reply))
-        http_reply_json(resp, code ? code : 200, NULL, env);
-    cJSON_Delete(env);
+    if (!http_reply_body_override(resp, code, reply)) {
+        if (code == 500 || code == 503) {
+            send_no_content(resp, code, NULL);
+            cJSON_Delete(content);
+        } else {
+            cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
+                                  json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+            http_reply_json(resp, code ? code : 200, NULL, env);
+            cJSON_Delete(env);
+        }
+    }
 
     /* A 429 always says when to come back: the block's end, else a minute. */
     if ((code == 429 || strcmp(status, "tooManyRequest") == 0) &&
@@ -658,6 +698,7 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         char path[96];
         snprintf(path, sizeof path, "$.%s", f->name);
         int ok;
+        char name[40];
         switch (f->type) {
         case F_BOOL:
             ok = cJSON_IsBool(item);
@@ -665,18 +706,19 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
         case F_OBJECT:
             ok = cJSON_IsObject(item) || cJSON_IsNull(item);
             break;
+        /* Enums bind as a string-enum converter reads them: a name in any
+         * case, or the number of a defined value (in the published order). */
         case F_BROKER:
-            ok = cJSON_IsString(item) && mesh_broker_type(item->valuestring);
+            ok = json_enum_read(item, broker_types, COUNT(broker_types), 0, 1, name, sizeof name) ==
+                 0;
             break;
         case F_MFA:
-            ok =
-                cJSON_IsNull(item) || (cJSON_IsString(item) &&
-                                       str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
+            ok = cJSON_IsNull(item) ||
+                 json_enum_read(item, mfa_types, COUNT(mfa_types), 0, 1, name, sizeof name) == 0;
             break;
         case F_FLOW:
             ok = cJSON_IsNull(item) ||
-                 (cJSON_IsString(item) &&
-                  str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+                 json_enum_read(item, flow_steps, COUNT(flow_steps), 0, 1, name, sizeof name) == 0;
             break;
         default:
             ok = cJSON_IsString(item) || cJSON_IsNull(item);
@@ -687,13 +729,8 @@ static cJSON *auth_facts(const struct http_request *req, const char *user_id, cJ
             continue;
         }
         cJSON *copy;
-        if (f->type == F_BROKER)
-            copy = cJSON_CreateString(mesh_broker_type(item->valuestring));
-        else if (f->type == F_MFA && cJSON_IsString(item))
-            copy = cJSON_CreateString(str_find(mfa_types, COUNT(mfa_types), item->valuestring, 1));
-        else if (f->type == F_FLOW && cJSON_IsString(item))
-            copy =
-                cJSON_CreateString(str_find(flow_steps, COUNT(flow_steps), item->valuestring, 1));
+        if ((f->type == F_BROKER || f->type == F_MFA || f->type == F_FLOW) && !cJSON_IsNull(item))
+            copy = cJSON_CreateString(name);
         else if (f->sensitive && encrypted && cJSON_IsString(item)) {
             char *plain = NULL;
             size_t plen;
@@ -821,11 +858,11 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request.",
                  resp->scenario, out.state_from);
-        send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, "scenarioError"),
-                      "serverFailure");
+        send_no_content(resp, 500, msg);
         break;
     default:
-        send_store_error(app, resp);
+        state_error_message(app->state, msg, sizeof msg);
+        send_no_content(resp, 500, msg);
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1065,11 +1102,8 @@ static void h_refresh(struct app *app, const struct http_request *req, struct ht
     cJSON *body = managed_body(req, resp);
     if (!body)
         return;
-    const char *type_in = required_string(body, "type", 64, resp);
-    const char *type = type_in ? mesh_broker_type(type_in) : NULL;
-    const char *refresh = type_in ? required_string(body, "refreshToken", 4096, resp) : NULL;
-    if (type_in && !type && refresh)
-        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+    const char *type = required_broker(body, resp);
+    const char *refresh = type ? required_string(body, "refreshToken", 4096, resp) : NULL;
     if (!type || !refresh) {
         cJSON_Delete(body);
         return;
@@ -1125,10 +1159,7 @@ static void h_delete_account(struct app *app, const struct http_request *req,
     if (!body)
         return;
     const char *token = required_string(body, "authToken", 4096, resp);
-    const char *type_in = token ? required_string(body, "type", 64, resp) : NULL;
-    const char *type = type_in ? mesh_broker_type(type_in) : NULL;
-    if (type_in && !type)
-        send_bad_request(resp, "type is not a known broker type.", NULL, "invalidField");
+    const char *type = token ? required_broker(body, resp) : NULL;
     if (!token || !type) {
         cJSON_Delete(body);
         return;

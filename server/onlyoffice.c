@@ -323,6 +323,17 @@ static void reply_error(struct http_response *resp, int http, const char *messag
     cJSON_Delete(env);
 }
 
+/* A W3C traceparent-style traceId, as ProblemDetails carry. */
+static void add_trace_id(cJSON *pd)
+{
+    unsigned char raw[24];
+    char hex[49], trace[64];
+    rng_bytes(raw, sizeof raw);
+    hex_encode(raw, sizeof raw, hex);
+    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
+    cJSON_AddStringToObject(pd, "traceId", trace);
+}
+
 /* The [ApiController] automatic 400, wrapped like a success with status 1. */
 static void reply_problem(const struct app *app, const struct http_request *req,
                           struct http_response *resp, cJSON *errors)
@@ -332,13 +343,25 @@ static void reply_problem(const struct app *app, const struct http_request *req,
     cJSON_AddStringToObject(pd, "title", "One or more validation errors occurred.");
     cJSON_AddNumberToObject(pd, "status", 400);
     cJSON_AddItemToObject(pd, "errors", errors);
-    unsigned char raw[24];
-    char hex[49], trace[64];
-    rng_bytes(raw, sizeof raw);
-    hex_encode(raw, sizeof raw, hex);
-    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
-    cJSON_AddStringToObject(pd, "traceId", trace);
+    add_trace_id(pd);
     reply_success(app, req, resp, pd, 1, 400);
+}
+
+/* A body the JSON input formatter cannot read (a form, or no Content-Type:
+ * what curl -d sends) is a 415 from [ApiController]: a ProblemDetails that
+ * the response filter wraps like a success. The filter runs before the
+ * status is applied, so the envelope says status 0 and statusCode 200 while
+ * the HTTP status is 415 (ResponseWrapper.cs, CommonApiResponse.cs). */
+static void reply_unsupported_media_type(const struct app *app, const struct http_request *req,
+                                         struct http_response *resp)
+{
+    cJSON *pd = cJSON_CreateObject();
+    cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc9110#section-15.5.16");
+    cJSON_AddStringToObject(pd, "title", "Unsupported Media Type");
+    cJSON_AddNumberToObject(pd, "status", 415);
+    add_trace_id(pd);
+    reply_success(app, req, resp, pd, 0, 200);
+    resp->status = 415;
 }
 
 /* Answers with no body at all: what the confirm scheme's challenge sends. */
@@ -397,7 +420,28 @@ static void reply_named(const struct app *app, struct http_response *resp, const
 
 /* ---- model binding ---------------------------------------------------- */
 
-enum ftype { F_STRING, F_BOOL, F_ENUM_INT, F_CONFIRM_DATA };
+/* ConfirmType and EmployeeType, each name at its value's index. Both carry
+ * [JsonConverter(typeof(JsonStringEnumConverter<T>))]: names in any case and
+ * integers bind (the official SDK sends {"type":16} for TfaAuth);
+ * EmployeeType is [Flags], so "RoomAdmin, Guest" binds too. */
+static const char *const confirm_types[] = {
+    "EmpInvite",      "LinkInvite",        "PortalSuspend",   "PortalContinue", "PortalRemove",
+    "DnsChange",      "PortalOwnerChange", "Activation",      "EmailChange",    "EmailActivation",
+    "PasswordChange", "ProfileRemove",     "PhoneActivation", "PhoneAuth",      "Auth",
+    "TfaActivation",  "TfaAuth",           "Wizard",          "GuestShareLink",
+};
+
+static const char *const employee_types[] = {"All", "RoomAdmin", "Guest", "DocSpaceAdmin", "User"};
+
+enum ftype {
+    F_STRING,
+    F_BOOL,
+    F_ENUM_INT,
+    F_CONFIRM_DATA,
+    F_CONFIRM_TYPE,
+    F_EMPLOYEE_TYPE,
+    F_GUID
+};
 
 struct field {
     const char *name;
@@ -419,11 +463,14 @@ static const struct field auth_fields[] = {
     {"culture", F_STRING},
     {"code", F_STRING},
     {"mobilePhone", F_STRING},
-    {"type", F_STRING},
+    {"type", F_CONFIRM_TYPE},
     {"key", F_STRING},
-    {"uiD", F_STRING},
+    {"uiD", F_GUID},
     {"email", F_STRING},
     {"encEmail", F_STRING},
+    {"emplType", F_EMPLOYEE_TYPE},
+    {"first", F_STRING},
+    {"roomId", F_STRING},
 };
 
 static const char *clr_name(enum ftype t)
@@ -435,10 +482,27 @@ static const char *clr_name(enum ftype t)
         return "System.Boolean";
     case F_ENUM_INT:
         return "ASC.Web.Core.RecaptchaType";
+    case F_CONFIRM_TYPE:
+        return "System.Nullable`1[ASC.Web.Studio.Utility.ConfirmType]";
+    case F_EMPLOYEE_TYPE:
+        return "System.Nullable`1[ASC.Core.Users.EmployeeType]";
+    case F_GUID:
+        return "System.Nullable`1[System.Guid]";
     case F_CONFIRM_DATA:
         break;
     }
     return "ASC.Web.Api.ApiModel.RequestsDto.ConfirmData";
+}
+
+/* A Guid as System.Text.Json reads one: the "D" form, 8-4-4-4-12 hex digits. */
+static int is_guid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return s[36] == '\0';
 }
 
 static void add_error(cJSON *errors, const char *key, const char *msg)
@@ -455,6 +519,10 @@ static void add_error(cJSON *errors, const char *key, const char *msg)
 static cJSON *bind_body(const struct app *app, const struct http_request *req,
                         struct http_response *resp)
 {
+    if (req->body_len > 0 && !http_json_content_type(req)) {
+        reply_unsupported_media_type(app, req, resp);
+        return NULL;
+    }
     cJSON *errors = cJSON_CreateObject();
     cJSON *out = NULL;
     size_t off;
@@ -490,9 +558,25 @@ static cJSON *bind_body(const struct app *app, const struct http_request *req,
         if (!f)
             continue;
         int ok;
+        char name[32];
+        cJSON *canon = NULL; /* the value as the handlers read it, when it differs */
         switch (f->type) {
         case F_STRING:
             ok = cJSON_IsString(item) || cJSON_IsNull(item);
+            break;
+        case F_CONFIRM_TYPE:
+        case F_EMPLOYEE_TYPE:
+            ok = cJSON_IsNull(item) ||
+                 (f->type == F_CONFIRM_TYPE
+                      ? json_enum_read(item, confirm_types, COUNT(confirm_types), 0, 0, name,
+                                       sizeof name)
+                      : json_enum_read(item, employee_types, COUNT(employee_types), 1, 0, name,
+                                       sizeof name)) == 0;
+            if (ok && !cJSON_IsNull(item))
+                canon = cJSON_CreateString(name);
+            break;
+        case F_GUID:
+            ok = cJSON_IsNull(item) || (cJSON_IsString(item) && is_guid(item->valuestring));
             break;
         case F_BOOL:
             ok = cJSON_IsBool(item);
@@ -521,7 +605,7 @@ static cJSON *bind_body(const struct app *app, const struct http_request *req,
             continue;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(out, f->name);
-        cJSON_AddItemToObject(out, f->name, cJSON_Duplicate(item, 1));
+        cJSON_AddItemToObject(out, f->name, canon ? canon : cJSON_Duplicate(item, 1));
     }
     cJSON_Delete(doc);
     if (cJSON_GetArraySize(errors) == 0) {
@@ -1304,13 +1388,6 @@ static void h_setphone(struct app *app, const struct http_request *req, struct h
     cJSON_Delete(body);
 }
 
-static const char *const confirm_types[] = {
-    "EmpInvite",      "LinkInvite",        "PortalSuspend",   "PortalContinue", "PortalRemove",
-    "DnsChange",      "PortalOwnerChange", "Activation",      "EmailChange",    "EmailActivation",
-    "PasswordChange", "ProfileRemove",     "PhoneActivation", "PhoneAuth",      "Auth",
-    "TfaActivation",  "TfaAuth",           "Wizard",          "GuestShareLink",
-};
-
 static void h_confirm(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (http_namespace(req, resp->ns, sizeof resp->ns))
@@ -1319,15 +1396,6 @@ static void h_confirm(struct app *app, const struct http_request *req, struct ht
     if (!body)
         return;
     const char *type = json_str(body, "type");
-    if (type && !str_find(confirm_types, COUNT(confirm_types), type, 0)) {
-        cJSON *errors = cJSON_CreateObject();
-        add_error(errors, "$.type",
-                  "The JSON value could not be converted to ASC.Web.Studio.Utility.ConfirmType. "
-                  "Path: $.type | LineNumber: 0 | BytePositionInLine: 1.");
-        reply_problem(app, req, resp, errors);
-        cJSON_Delete(body);
-        return;
-    }
     char key[256] = "", user_id[64];
     const char *k = json_str(body, "key");
     if (k && *k) {

@@ -50,6 +50,13 @@ struct pending {
     char *ns; /* a reset's namespace; NULL: everything */
 };
 
+/* A value for the store's meta table (the mock clock) the writer still has
+ * to store; one per key, the newest. */
+struct meta {
+    struct meta *next;
+    char *key, *value;
+};
+
 struct map {
     enum state_kind kind;
     size_t rec_size;
@@ -85,6 +92,7 @@ struct state {
     pthread_t writer;
     int writer_started;
     struct pending *resets; /* under bg_lock, newest first */
+    struct meta *metas;     /* under bg_lock */
     pthread_mutex_t degraded_lock;
     char degraded[256];
     _Atomic int is_degraded;
@@ -968,6 +976,51 @@ static void pending_free(struct pending *p)
     }
 }
 
+static void metas_free(struct meta *m)
+{
+    while (m) {
+        struct meta *next = m->next;
+        free(m->key);
+        free(m->value);
+        free(m);
+        m = next;
+    }
+}
+
+int state_put_meta(struct state *st, const char *key, const char *value)
+{
+    if (!st || !st->store)
+        return 0;
+    char *v = strdup(value);
+    if (!v)
+        return -1;
+    pthread_mutex_lock(&st->bg_lock);
+    struct meta *m = st->metas;
+    while (m && strcmp(m->key, key) != 0)
+        m = m->next;
+    if (!m) {
+        m = calloc(1, sizeof *m);
+        char *k = m ? strdup(key) : NULL;
+        if (k) {
+            m->key = k;
+            m->next = st->metas;
+            st->metas = m;
+        } else {
+            free(m);
+            m = NULL;
+        }
+    }
+    if (m) {
+        free(m->value);
+        m->value = v;
+        v = NULL;
+    }
+    pthread_mutex_unlock(&st->bg_lock);
+    int err = v ? -1 : 0;
+    free(v);
+    return err;
+}
+
 /* The rows of a batch whose write failed go back to being dirty. */
 static void redirty(struct state *st, const struct batch *b)
 {
@@ -987,6 +1040,8 @@ static void write_round(struct state *st)
     pthread_mutex_lock(&st->bg_lock);
     struct pending *resets = reverse(st->resets);
     st->resets = NULL;
+    struct meta *metas = st->metas;
+    st->metas = NULL;
     pthread_mutex_unlock(&st->bg_lock);
 
     struct pending *deleted = NULL;
@@ -1012,7 +1067,7 @@ static void write_round(struct state *st)
             pthread_mutex_unlock(&sh->lock);
         }
     }
-    if (!resets && !deleted && b.n == 0)
+    if (!resets && !deleted && b.n == 0 && !metas)
         return;
 
     struct store *s = st->store;
@@ -1029,6 +1084,12 @@ static void write_round(struct state *st)
         sqlite3_stmt *q = store_stmt(s, ST_STATE_DELETE);
         sqlite3_bind_int(q, 1, p->kind);
         store_bind_text(q, 2, p->key);
+        err |= store_exec(s, q);
+    }
+    for (struct meta *m = metas; m && !err; m = m->next) {
+        sqlite3_stmt *q = store_stmt(s, ST_META_PUT);
+        store_bind_text(q, 1, m->key);
+        store_bind_text(q, 2, m->value);
         err |= store_exec(s, q);
     }
     for (size_t i = 0; i < b.n && !err; i++) {
@@ -1062,6 +1123,21 @@ static void write_round(struct state *st)
             tail = &(*tail)->next;
         *tail = reverse(resets);
         resets = NULL;
+        /* A meta value goes back unless a newer one for its key came meanwhile. */
+        for (struct meta *m = metas, *next; m; m = next) {
+            next = m->next;
+            struct meta *newer = st->metas;
+            while (newer && strcmp(newer->key, m->key) != 0)
+                newer = newer->next;
+            m->next = NULL;
+            if (newer) {
+                metas_free(m);
+            } else {
+                m->next = st->metas;
+                st->metas = m;
+            }
+        }
+        metas = NULL;
         pthread_mutex_unlock(&st->bg_lock);
         /* Deletions go back to the first shard of their map. */
         for (struct pending *p = deleted, *next; p; p = next) {
@@ -1079,6 +1155,7 @@ static void write_round(struct state *st)
     }
     pending_free(resets);
     pending_free(deleted);
+    metas_free(metas);
     batch_free(&b);
 }
 
@@ -1241,6 +1318,7 @@ void state_close(struct state *st)
         }
     }
     pending_free(st->resets);
+    metas_free(st->metas);
     for (size_t i = 0; i < st->nmarks; i++)
         free(st->marks[i].ns);
     free(st->marks);

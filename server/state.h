@@ -188,5 +188,9 @@ const char *state_degraded(struct state *st);
 void state_error_message(struct state *st, char *out, size_t cap);
 /* Written-behind changes not yet in the store (for tests and shutdown). */
 void state_flush(struct state *st);
+/* Stores `value` under `key` in the store's meta table with the writer's next
+ * round, in the transaction of the state it goes with (nothing without a
+ * file database). 0, or -1 when out of memory. */
+int state_put_meta(struct state *st, const char *key, const char *value);
 
 #endif

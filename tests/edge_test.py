@@ -350,6 +350,33 @@ def test_oversized_lines_headers_and_parameter_lists_are_answered_at_once():
     assert re.search(r"GET /__admin/health 431 ", log), log[-2000:]
 
 
+# ---- what reaches the log ------------------------------------------------
+
+
+def test_log_lines_stay_one_line_of_utf8_whatever_the_request():
+    # A decoded %0A would start a forged line, %FF would make the log
+    # invalid UTF-8, %20 would split a field.
+    for fmt in ("text", "json"):
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            ask(port, b"GET /nope/%FF%0A2026-01-01T00:00:00Z%20error%20forged HTTP/1.1\r\n"
+                      b"Host: x\r\n\r\n")
+            ask(port, b"GET /__admin/health?q=%0Aforged HTTP/1.1\r\nHost: x\r\n"
+                      b"X-Authmock-Namespace: a b\r\n\r\n")
+        finally:
+            stop(p)
+        text = p.stderr.read()  # a text stream: invalid UTF-8 raises here
+        lines = [l for l in text.splitlines() if "nope" in l or "health" in l]
+        assert len(lines) == 2, text
+        assert not any(l.startswith("2026-01-01") or l.startswith("forged") for l in text.splitlines())
+        if fmt == "json":
+            for l in lines:
+                json.loads(l)
+        else:
+            assert "/nope/%FF%0A2026-01-01T00:00:00Z%20error%20forged 404" in lines[0], lines
+            assert len(lines[0].split()) == 9, lines[0]
+
+
 TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
 
 if __name__ == "__main__":

@@ -619,6 +619,14 @@ static void test_json_render(void)
         free(got);
         cJSON_Delete(doc);
     }
+    /* Except where cJSON would send invalid UTF-8: each bad byte is U+FFFD. */
+    cJSON *bad = cJSON_CreateObject();
+    cJSON_AddStringToObject(bad, "a", "x\xff\xc0\xaf caf\xc3\xa9 \xe2\x9c");
+    char *got = json_render(bad, NULL);
+    CHECK_STR(got, "{\"a\":\"x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd caf\xc3\xa9 "
+                   "\xef\xbf\xbd\xef\xbf\xbd\"}");
+    free(got);
+    cJSON_Delete(bad);
 }
 
 /* ---- journal ---------------------------------------------------------- */
