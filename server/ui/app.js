@@ -560,9 +560,16 @@ function drawGraph(doc, opts = {}) {
 
   const CH = 6.7; // an average character of the 11px monospace labels
   const LINE = 13;
-  const MAXC = 50;
+  const MAXC = 46;
   const clip = (t) => (t.length > MAXC ? t.slice(0, MAXC - 1) + '…' : t);
-  const textW = (lines) => Math.max(0, ...lines.map((l) => clip(l).length)) * CH;
+  // A long label breaks before its answer: "1: mfaCode = 123456" / "→ succeeded".
+  const wrap = (t, lead = '') => {
+    const at = t.indexOf(' → ');
+    if (lead.length + t.length <= 34 || at < 0) return [clip(lead + t)];
+    return [clip(lead + t.slice(0, at)), clip((lead ? ' '.repeat(lead.length + 3) : '') + t.slice(at + 1))];
+  };
+  const textW = (lines) => Math.max(0, ...lines.map((l) => l.length)) * CH;
+  const loopLines = (n) => (loops.get(n) || []).flatMap((l) => wrap(l.label, '↺ ').map((text) => ({ text, taken: l.taken })));
   const NODE_H = 38;
   const nodeW = (n) => Math.max(96, n.length * 8.5 + 28);
   const forward = [...edges.values()].filter((ed) => rank.get(ed.to) > rank.get(ed.from));
@@ -580,7 +587,7 @@ function drawGraph(doc, opts = {}) {
     let colW = 0;
     for (const n of col) {
       const w = nodeW(n);
-      const ls = (loops.get(n) || []).map((l) => '↺ ' + l.label);
+      const ls = loopLines(n).map((l) => l.text);
       colW = Math.max(colW, w, textW(ls));
       pos.set(n, { x, y, w, h: NODE_H });
       y += NODE_H + ls.length * LINE + 34;
@@ -588,7 +595,7 @@ function drawGraph(doc, opts = {}) {
     bottom = Math.max(bottom, y);
     right = x + colW;
     const out = forward.filter((ed) => col.includes(ed.from));
-    x += colW + Math.max(70, Math.max(0, ...out.map((ed) => textW(ed.labels))) + 24);
+    x += colW + Math.max(70, Math.max(0, ...out.map((ed) => textW(ed.labels.flatMap((l) => wrap(l))))) + 24);
   }
   const width = Math.max(right + 16, 280);
 
@@ -596,7 +603,7 @@ function drawGraph(doc, opts = {}) {
   // they take is above the states.
   let top = 10;
   const arcs = back.map((ed) => {
-    const lines = ed.labels.map(clip);
+    const lines = ed.labels.flatMap((l) => wrap(l));
     top += lines.length * LINE + 22;
     return { ed, lines, apex: 0 };
   });
@@ -618,7 +625,7 @@ function drawGraph(doc, opts = {}) {
   for (const ed of forward) {
     const a = pos.get(ed.from);
     const b = pos.get(ed.to);
-    const lines = ed.labels.map(clip);
+    const lines = ed.labels.flatMap((l) => wrap(l));
     const x1 = a.x + a.w;
     const y1 = a.y + a.h / 2;
     const x2 = b.x - 2;
@@ -668,7 +675,7 @@ function drawGraph(doc, opts = {}) {
       parts.push(s('g', { class: 'loop edge' + (ls.some((l) => l.taken) ? ' taken' : ''), 'data-from': n, 'data-to': n },
         s('title', {}, 'steps that keep the state:\n' + ls.map((l) => l.label).join('\n')),
         s('text', { x: lx, y: p.y + p.h + 15 },
-          ls.map((l, k) => s('tspan', { x: lx, dy: k ? LINE : 0, class: l.taken ? 'taken' : '' }, clip('↺ ' + l.label))))));
+          loopLines(n).map((l, k) => s('tspan', { x: lx, dy: k ? LINE : 0, class: l.taken ? 'taken' : null }, l.text)))));
     }
   }
   let y = off + bottom;
