@@ -78,10 +78,17 @@ async function rowAppears(id, since) {
   return Date.now() - since;
 }
 
-async function shot(name) {
+// A screenshot of the viewport, or down to the bottom of `until` (a selector).
+async function shot(name, until) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `dashboard-${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
+  const vp = page.viewport();
+  let clip;
+  if (until) {
+    const box = await (await page.$(until)).boundingBox();
+    clip = { x: 0, y: 0, width: vp.width, height: Math.min(vp.height, Math.ceil(box.y + box.height + 16)) };
+  }
+  await page.screenshot({ path: file, clip });
   return file;
 }
 
@@ -224,6 +231,7 @@ test('a mesh SMS-MFA login appears live, explained, with its state drawn', async
   const nodes = await page.$$eval('#session-graph g.node', (gs) => gs.map((g) => g.dataset.state));
   assert.deepStrictEqual(nodes.sort(), ['code', 'emailCode', 'password']);
   assert.match(await page.$eval('#session-graph', (g) => g.textContent), /limit failures: 5 in 60 s/);
+  await shot('docs', '#session-detail'); // docs/dashboard.png is this one
 
   // Step 2: the code; the graph follows without a click.
   const second = await mesh({ type: 'robinhood', mfaCode: '123456' });
