@@ -129,12 +129,14 @@ static void fetch(struct subscriber *s)
     int n = cJSON_GetArraySize(list);
     long cursor = upto;
     /* The list is newest first. A full batch may have left older entries
-     * out: the page is told which, and can ask GET /__admin/requests. */
+     * out: the page is told between which ids (some of those may not match
+     * its filter), and can ask GET /__admin/requests for them. */
     if (n == EVENTS_BATCH) {
         const cJSON *oldest = cJSON_GetArrayItem(list, n - 1);
         long first = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(oldest, "id"));
-        buf_printf(&s->out, "event: gap\ndata: {\"after\":%ld,\"before\":%ld}\n\n", s->cursor,
-                   first);
+        if (first > s->cursor + 1)
+            buf_printf(&s->out, "event: gap\ndata: {\"after\":%ld,\"before\":%ld}\n\n", s->cursor,
+                       first);
     }
     for (int i = n - 1; i >= 0; i--) {
         const cJSON *e = cJSON_GetArrayItem(list, i);

@@ -447,7 +447,8 @@ function noteGap(g) {
   const p = $('#req-gap');
   gapNote += Math.max(0, (g.before || 0) - (g.after || 0) - 1);
   p.hidden = false;
-  p.textContent = `The server was busy: about ${gapNote} entries were not streamed. They are in GET /__admin/requests.`;
+  p.textContent = `The server was busier than a page can show: up to ${gapNote} entries were not streamed ` +
+    '(GET /__admin/requests has them).';
 }
 
 views.requests = {
