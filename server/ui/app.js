@@ -989,18 +989,22 @@ function meshFirstBody(doc, fixtures) {
   const bind = doc.bind || {};
   let type = typeof bind.type === 'string' ? bind.type : null;
   if (!type) {
+    // The README's example broker of each scheme, else the first one.
     const scheme = typeof bind.schemeType === 'string' ? bind.schemeType : 'usernamePassword';
+    const usual = { usernamePassword: 'robinhood', apiKey: 'binanceInternational', blockchainAddress: 'cryptocurrencyAddress', trueAuth: 'etoro', oAuth: 'coinbase' };
     const all = fixtures.mesh.integrations.filter((i) => i.schemeType === scheme);
-    type = (all.find((i) => i.type === 'robinhood') || all[0] || { type: 'robinhood' }).type;
+    type = (all.find((i) => i.type === usual[scheme]) || all[0] || { type: 'robinhood' }).type;
   }
   const body = { type };
   if (typeof bind.username === 'string') body.username = bind.username;
   // The first step that does not fail, with the fewest conditions: the
   // request that starts the flow.
-  const steps = (doc.states[doc.initial] || []).filter((st) => st.when && !/fail/i.test(replyText(st.reply)));
-  steps.sort((a, b) => Object.keys(a.when).length - Object.keys(b.when).length);
+  const refused = (st) => /^(failed|challengeFailed)$/.test(((st.reply || {}).content || {}).status || '');
+  const steps = (doc.states[doc.initial] || []).filter((st) => !refused(st));
+  const conds = (st) => Object.keys(st.when || {}).length;
+  steps.sort((a, b) => conds(a) - conds(b));
   const first = steps[0];
-  for (const [k, v] of Object.entries(first ? first.when : {})) {
+  for (const [k, v] of Object.entries((first && first.when) || {})) {
     if (k === 'counter' || k === 'stateAge' || k.includes('.')) continue;
     if (typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') body[k] = v;
     else if (v && v.equals !== undefined) body[k] = v.equals;
@@ -1083,9 +1087,14 @@ views.accounts = {
       if (!doc) continue;
       const { body, step } = meshFirstBody(doc, fixtures);
       const user = typeof (doc.bind || {}).username === 'string' ? doc.bind.username : null;
-      const cmd = curlFor([`curl -s ${sq(origin + '/api/v1/authenticate?userId=user-1')}`,
-        `-H ${sq('X-Client-Id: ' + client.clientId)}`, `-H ${sq('X-Client-Secret: ' + client.clientSecret)}`,
-        `-H 'Content-Type: application/json'`, `-d ${sq(json(body))}`]);
+      const oauth = (doc.bind || {}).schemeType === 'oAuth';
+      const cmd = oauth
+        // OAuth brokers start with the link to the broker's page, not a password.
+        ? curlFor([`curl -s ${sq(origin + '/api/v1/authenticate/' + body.type + '?userId=user-1')}`,
+          `-H ${sq('X-Client-Id: ' + client.clientId)}`, `-H ${sq('X-Client-Secret: ' + client.clientSecret)}`])
+        : curlFor([`curl -s ${sq(origin + '/api/v1/authenticate?userId=user-1')}`,
+          `-H ${sq('X-Client-Id: ' + client.clientId)}`, `-H ${sq('X-Client-Secret: ' + client.clientSecret)}`,
+          `-H 'Content-Type: application/json'`, `-d ${sq(json(body))}`]);
       const fx = user && fixtures.mesh.users.find((u) => u.username === user);
       add('mesh', meshGroup(doc, step), h('section.card.acct', { id: 'acct-' + (user || doc.name), 'aria-label': user || doc.name },
         h('h3', {}, h('span.user', { text: user || `any user name · ${body.type}` })),
