@@ -274,8 +274,16 @@ function setupTabs() {
   });
 }
 
-// Rows: focusable; arrows move, Enter or a click selects.
+// One row of a table is in the tab order (the selected one, else the first);
+// arrows move between rows, Enter or a click selects.
+function rove(tbody) {
+  const rows = tbody.children;
+  const keep = tbody.querySelector('tr[aria-selected="true"]') || rows[0];
+  for (const r of rows) r.tabIndex = r === keep ? 0 : -1;
+}
+
 function rowKeys(tbody, select) {
+  new MutationObserver(() => rove(tbody)).observe(tbody, { childList: true });
   tbody.addEventListener('keydown', (ev) => {
     const tr = ev.target.closest('tr');
     if (!tr) return;
@@ -303,6 +311,7 @@ function rowKeys(tbody, select) {
 
 function markSelected(tbody, tr) {
   for (const r of tbody.children) r.setAttribute('aria-selected', r === tr);
+  rove(tbody);
 }
 
 // ---- namespaces seen, offered in every namespace field --------------------
@@ -354,7 +363,7 @@ function outcomeOf(e) {
 function requestRow(e, fresh) {
   const st = e.status;
   const moved = e.stateTo && e.stateTo !== e.stateFrom ? ' → ' + e.stateTo : '';
-  return h('tr' + (fresh ? '.fresh' : ''), { tabindex: 0, 'data-id': e.id, 'aria-selected': e.id === selectedId },
+  return h('tr' + (fresh ? '.fresh' : ''), { tabindex: -1, 'data-id': e.id, 'aria-selected': e.id === selectedId },
     h('td.num.muted', { text: e.id }),
     h('td.mono', { text: timeOf(e.time), title: e.time }),
     h('td', {}, h('span.path.nowrap', { text: `${e.method} ${e.path}` }), e.query ? h('div.path.muted', { text: '?' + e.query }) : null),
@@ -731,7 +740,7 @@ views.sessions = {
     fill(tbody, ...sessions.map((x) => {
       seeNamespace(x.namespace);
       const sel = selectedSession && selectedSession.id === x.id && selectedSession.namespace === x.namespace;
-      return h('tr', { tabindex: 0, 'data-id': x.id, 'data-namespace': x.namespace || '', 'aria-selected': !!sel },
+      return h('tr', { tabindex: -1, 'data-id': x.id, 'data-namespace': x.namespace || '', 'aria-selected': !!sel },
         h('td.path', { text: x.id }), h('td', { text: x.namespace || '' }), h('td', { text: x.scenario }),
         h('td', {}, h('strong', { text: x.state })), h('td.mono', { text: timeOf(x.updatedAt) }),
         h('td', {}, x.blockedUntil ? h('span.badge.s5', { text: 'until ' + timeOf(x.blockedUntil) }) : ''));
@@ -917,7 +926,7 @@ views.sms = {
     const now = mockNow();
     fill($('#sms tbody'), ...(list.length ? list.map((m) => {
       const expired = Date.parse(m.expiresAt) / 1000 < now;
-      return h('tr', { tabindex: 0 }, h('td.mono', { text: m.phone }), h('td', {}, h('strong.mono', { text: m.code })),
+      return h('tr', {}, h('td.mono', { text: m.phone }), h('td', {}, h('strong.mono', { text: m.code })),
         h('td.mono', { text: m.sentAt }), h('td.mono' + (expired ? '.muted' : ''), { text: m.expiresAt + (expired ? ' (expired)' : '') }),
         h('td', { text: m.namespace || '' }));
     }) : [h('tr', {}, h('td.muted', { colspan: 5, text: 'No SMS sent yet.' }))]));
@@ -940,7 +949,7 @@ views.scenarios = {
       $('#reload').textContent = e.message;
       return;
     }
-    fill($('#scenarios tbody'), ...this.list.map((x) => h('tr', { tabindex: 0, 'data-name': x.name },
+    fill($('#scenarios tbody'), ...this.list.map((x) => h('tr', { tabindex: -1, 'data-name': x.name },
       h('td', {}, h('strong', { text: x.name }), h('div.muted', { text: x.description || '' })),
       h('td', { text: x.api }), h('td.path', { text: this.short(x.origin), title: x.origin }),
       h('td.mono', { text: whenText(x.bind).replace(/^otherwise$/, 'any') }))));

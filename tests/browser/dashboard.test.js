@@ -353,6 +353,8 @@ test('keyboard: arrows move between tabs and rows', async () => {
   assert.strictEqual(await page.$eval('#requests tbody tr:nth-child(2)', (tr) => tr.getAttribute('aria-selected')), 'true');
   const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
   assert.notStrictEqual(outline, 'none', 'a focused row shows it');
+  // One row is in the tab order: Tab leaves the table for the detail pane's controls.
+  assert.strictEqual(await page.$$eval('#requests tbody tr[tabindex="0"]', (r) => r.length), 1);
 });
 
 test('the clock, the SMS outbox and the scenarios views', async () => {
