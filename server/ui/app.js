@@ -950,9 +950,10 @@ views.scenarios = {
       return;
     }
     fill($('#scenarios tbody'), ...this.list.map((x) => h('tr', { tabindex: -1, 'data-name': x.name },
-      h('td', {}, h('strong', { text: x.name }), h('div.muted', { text: x.description || '' })),
-      h('td', { text: x.api }), h('td.path', { text: this.short(x.origin), title: x.origin }),
-      h('td.mono', { text: whenText(x.bind).replace(/^otherwise$/, 'any') }))));
+      h('td.nowrap', {}, h('strong', { text: x.name })), h('td', { text: x.api }),
+      h('td.mono', { text: whenText(x.bind).replace(/^otherwise$/, 'any') }),
+      h('td.path.nowrap', { text: this.short(x.origin), title: x.origin }),
+      h('td.muted', { text: x.description || '' }))));
   },
   // A file's origin relative to the scenario directory.
   short(origin) {
