@@ -43,6 +43,11 @@ static int authorize(struct app *app, const struct http_request *req, struct htt
     return -1;
 }
 
+int admin_authorize(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    return authorize(app, req, resp);
+}
+
 static void h_health(struct app *app, const struct http_request *req, struct http_response *resp)
 {
     if (authorize(app, req, resp))

@@ -13,6 +13,7 @@
 #include "journal.h"
 #include "clock.h"
 #include "conntrack.h"
+#include "events.h"
 #include "log.h"
 #include "router.h"
 
@@ -251,6 +252,21 @@ void http_reply_shared(struct http_response *resp, int status, const char *conte
     resp->content_type = content_type;
 }
 
+void http_reply_stream(struct http_response *resp, int status, const char *content_type,
+                       ssize_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
+                       void (*free_cls)(void *cls), void *cls)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+    drop_shared(resp);
+    resp->stream = read;
+    resp->stream_free = free_cls;
+    resp->stream_cls = cls;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
 void http_reply_json(struct http_response *resp, int status, const char *content_type,
                      const cJSON *tree)
 {
@@ -337,6 +353,8 @@ void http_response_free(struct http_response *resp)
         return;
     free(resp->body);
     drop_shared(resp);
+    if (resp->stream_free)
+        resp->stream_free(resp->stream_cls);
     for (int i = 0; i < resp->nheaders; i++) {
         free(resp->header_names[i]);
         free(resp->header_values[i]);
@@ -418,6 +436,14 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
         } else {
             drop_shared(resp);
         }
+    } else if (resp->stream) {
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, resp->stream,
+                                              resp->stream_cls, resp->stream_free);
+        /* The response owns the stream now (and frees it), made or not. */
+        if (!r && resp->stream_free)
+            resp->stream_free(resp->stream_cls);
+        resp->stream = NULL;
+        resp->stream_free = NULL;
     } else if (resp->fault == FAULT_TRUNCATE && resp->body_len > 1) {
         /* Announce the whole length, send half, then close: a truncated body. */
         struct truncated *t = malloc(sizeof *t);
@@ -773,9 +799,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    /* A client that goes away mid-request (or one the reaper shut out) is
-     * not the server's error. */
-    if (strstr(msg, "detected connection closure"))
+    /* A client that goes away mid-request (or one the reaper shut out, or a
+     * dashboard tab closed while its event stream was open) is not the
+     * server's error. */
+    if (strstr(msg, "detected connection closure") ||
+        strstr(msg, "socket is no longer available for sending"))
         log_info("libmicrohttpd: %s", msg);
     else
         log_error("libmicrohttpd: %s", msg);
@@ -934,6 +962,7 @@ int http_serve(struct app *app, char *err, size_t errlen)
         {cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key},
         {MHD_OPTION_END, 0, NULL},
     };
+    events_start(app);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
@@ -974,6 +1003,7 @@ int http_serve(struct app *app, char *err, size_t errlen)
     MHD_socket listen_fd = MHD_quiesce_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    events_stop(); /* the admin event streams end: they would never drain */
     double deadline = clock_monotonic() + 10.0;
     while (atomic_load(&inflight) > 0 && clock_monotonic() < deadline)
         usleep(5000);

@@ -10,6 +10,8 @@
 #define AUTHMOCK_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <cjson/cJSON.h>
 
 #define HTTP_MAX_BODY    (64 * 1024)
@@ -54,6 +56,11 @@ struct http_response {
     const char *shared_body;
     void (*release)(void *cls);
     void *release_cls;
+    /* Or a body of unknown length produced over time (the admin event
+     * stream): see http_reply_stream. */
+    ssize_t (*stream)(void *cls, uint64_t pos, char *buf, size_t max);
+    void (*stream_free)(void *cls);
+    void *stream_cls;
     char *header_names[HTTP_MAX_HEADERS];
     char *header_values[HTTP_MAX_HEADERS];
     int nheaders;
@@ -95,6 +102,14 @@ void http_reply_raw(struct http_response *resp, int status, const char *content_
  * release(cls) is called. */
 void http_reply_shared(struct http_response *resp, int status, const char *content_type,
                        const char *body, size_t len, void (*release)(void *cls), void *cls);
+/* Answers with a body libmicrohttpd pulls from read(cls, pos, buf, max) as the
+ * socket takes it, sent chunked: read returns the bytes written to buf, or 0
+ * after suspending the connection (MHD_suspend_connection; whoever resumes it
+ * makes read be called again), or -1 to end the body. free(cls) is called
+ * once the body is done with, sent or not. */
+void http_reply_stream(struct http_response *resp, int status, const char *content_type,
+                       ssize_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
+                       void (*free_cls)(void *cls), void *cls);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
 /* A scenario reply's "body" override with `status`: a string is sent as it is,
  * any other JSON value rendered. Returns 0 when the reply has no body. */

@@ -75,6 +75,9 @@ struct journal {
     int trimmer_started;
     pthread_cond_t trim_cond; /* with `clear` */
     int trim_pending, stopping;
+    /* The event stream's listener (journal_listen), told each new id. */
+    void (*_Atomic listener)(void *cls, long id);
+    void *listener_cls;
 };
 
 /* Replaces a member by "***" through its pointer (not by name: a body may
@@ -309,9 +312,21 @@ void journal_record(struct app *app, const struct journal_entry *e)
         j->slots[(j->head + j->count) % j->cap] = (struct slot){h.id, off, len};
         j->count++;
         pthread_mutex_unlock(&j->lock);
+        void (*listener)(void *, long) = j->listener;
+        if (listener)
+            listener(j->listener_cls, h.id);
     }
     if (body != note)
         free(body);
+}
+
+void journal_listen(struct app *app, void (*fn)(void *cls, long id), void *cls)
+{
+    struct journal *j = app->journal;
+    if (!j)
+        return;
+    j->listener_cls = cls;
+    j->listener = fn;
 }
 
 /* A record's strings, pointing into the record. */
@@ -335,6 +350,8 @@ static int str_eq(const char *a, const char *b)
 static int matches(const struct rec *h, const struct journal_filter *f, size_t path_prefix)
 {
     if (f->before > 0 && h->id >= f->before)
+        return 0;
+    if (f->after > 0 && h->id <= f->after)
         return 0;
     if (f->since >= 0 && !(h->at >= f->since))
         return 0;
@@ -423,6 +440,8 @@ cJSON *journal_list(struct app *app, const struct journal_filter *f, long *next_
         pthread_mutex_lock(&j->lock);
         for (size_t i = j->count; i-- > 0 && n < (size_t)f->limit;) {
             const struct slot *s = &j->slots[(j->head + i) % j->cap];
+            if (f->after > 0 && s->id <= f->after)
+                break; /* ids only grow toward the tail: the rest are older */
             if (!matches((const struct rec *)(j->ring + s->off), f, prefix))
                 continue;
             if (total + s->len <= have)

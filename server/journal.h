@@ -31,6 +31,7 @@ struct journal_filter {
     const char *ns, *api, *path, *user, *method;
     double since; /* < 0: none */
     long before;  /* id cursor for paging, 0: none */
+    long after;   /* only entries with a greater id (the event stream's cursor), 0: none */
     int status;   /* 0: any */
     long limit;
 };
@@ -45,6 +46,10 @@ void journal_redact(cJSON *doc);
 /* Entries matching the filter, newest first, as a JSON array (owned by the caller). */
 cJSON *journal_list(struct app *app, const struct journal_filter *f, long *next_before);
 long journal_count(struct app *app, const struct journal_filter *f);
+/* Calls fn(cls, id) after each entry is recorded, on the recording thread and
+ * outside the journal's lock: fn must be quick and never block (the event
+ * stream only notes the id). One listener; NULL removes it. */
+void journal_listen(struct app *app, void (*fn)(void *cls, long id), void *cls);
 /* Forgets the entries of one namespace, or all when ns is NULL. Returns 0. */
 int journal_clear(struct app *app, const char *ns);
 /* The journal's part of POST /__admin/reset: as journal_clear. */

@@ -4,6 +4,7 @@
 #include "router.h"
 #include "arena.h"
 #include "admin.h"
+#include "dashboard.h"
 #include "http.h"
 #include "mesh.h"
 #include "onlyoffice.h"
@@ -20,6 +21,7 @@ static const struct table tables[] = {
     {mesh_routes, &mesh_route_count},
     {onlyoffice_routes, &onlyoffice_route_count},
     {admin_routes, &admin_route_count},
+    {dashboard_routes, &dashboard_route_count},
 };
 
 /* Matches `path` against `pattern`; returns the number of literal segments

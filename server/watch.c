@@ -5,6 +5,7 @@
  */
 #include "watch.h"
 #include "app.h"
+#include "clock.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,54 @@ static struct {
     pthread_t thread;
     int running;
 } w = {NULL, -1, {-1, -1}, 0, 0};
+
+/* The last reload, for the dashboard (GET /__admin/reload). */
+static struct {
+    pthread_mutex_t lock;
+    double at; /* real time; 0: none yet */
+    size_t loaded;
+    struct problems problems; /* of a refused reload; empty when it was taken */
+} last = {PTHREAD_MUTEX_INITIALIZER, 0, 0, {{NULL, 0, 0}, 0}};
+
+static void remember(size_t loaded, struct problems *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&last.lock);
+    problems_free(&last.problems);
+    last.problems = *p; /* taken over */
+    *p = (struct problems){0};
+    last.loaded = loaded;
+    last.at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    pthread_mutex_unlock(&last.lock);
+}
+
+static void add_line(const char *line, void *list)
+{
+    cJSON_AddItemToArray(list, cJSON_CreateString(line));
+}
+
+cJSON *watch_last_reload(struct app *app)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "directory", app->cfg.scenarios);
+    cJSON_AddBoolToObject(o, "watching", w.running);
+    pthread_mutex_lock(&last.lock);
+    if (last.at > 0) {
+        char when[32];
+        clock_format(last.at, when);
+        cJSON_AddStringToObject(o, "at", when);
+        cJSON_AddBoolToObject(o, "refused", last.problems.count > 0);
+        if (last.problems.count == 0)
+            cJSON_AddNumberToObject(o, "loaded", (double)last.loaded);
+    } else {
+        cJSON_AddNullToObject(o, "at");
+        cJSON_AddBoolToObject(o, "refused", 0);
+    }
+    problems_each(&last.problems, add_line, cJSON_AddArrayToObject(o, "problems"));
+    pthread_mutex_unlock(&last.lock);
+    return o;
+}
 
 static void add_watches(const char *dir)
 {
@@ -71,13 +121,14 @@ static void reload(void)
         log_error("scenarios in %s not reloaded (%d problem%s); the previous ones keep serving",
                   app->cfg.scenarios, p.count, p.count == 1 ? "" : "s");
         scenario_set_release(set);
-        problems_free(&p);
+        remember(0, &p);
         return;
     }
     /* Scenarios added through the admin API are not in the directory: keep
      * them, including one uploaded while the files were being read. */
     size_t n = scenario_engine_reload(app->engine, set, "admin");
     log_info("reloaded %zu scenario%s from %s", n, n == 1 ? "" : "s", app->cfg.scenarios);
+    remember(n, &p);
 }
 
 static int drain(void)
@@ -146,4 +197,7 @@ void watch_stop(void)
     close(w.stop[0]);
     close(w.stop[1]);
     w.running = 0;
+    pthread_mutex_lock(&last.lock);
+    problems_free(&last.problems);
+    pthread_mutex_unlock(&last.lock);
 }

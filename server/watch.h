@@ -8,10 +8,16 @@
 #ifndef AUTHMOCK_WATCH_H
 #define AUTHMOCK_WATCH_H
 
+#include <cjson/cJSON.h>
+
 struct app;
 
 /* Starts watching app->cfg.scenarios. Returns 0, or -1 (logged) when inotify is unavailable. */
 int watch_start(struct app *app);
 void watch_stop(void);
+/* The last reload of the directory since start, for GET /__admin/reload:
+ * {"directory", "watching", "at" (real time, null before the first),
+ * "refused", "loaded" (when taken), "problems": ["file: json-path: message"]}. */
+cJSON *watch_last_reload(struct app *app);
 
 #endif
