@@ -31,7 +31,8 @@ struct http_request {
     size_t nparams;
 };
 
-enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE };
+/* MALFORMED: the body was cut to two thirds (sent whole as that): for the journal. */
+enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE, FAULT_MALFORMED };
 
 struct http_response {
     int status;
@@ -59,6 +60,12 @@ struct http_response {
     /* A body member this request carries a secret in (an API key as mesh's
      * username): the journal masks it too. A static string. */
     const char *body_secret;
+    /* What the answer meant (succeeded, mfaRequired, limited, unbound...),
+     * for the journal and the log line; set with http_set_outcome. */
+    char outcome[32];
+    /* The scenario engine's explanation of the answer, JSON text (malloc'd,
+     * owned), built only when the journal is on. */
+    char *match;
 };
 
 const char *http_header(const struct http_request *r, const char *name);
@@ -78,6 +85,8 @@ void http_reply_raw(struct http_response *resp, int status, const char *content_
 void http_reply_shared(struct http_response *resp, int status, const char *content_type,
                        const char *body, size_t len, void (*release)(void *cls), void *cls);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
+/* Sets resp->outcome to `word` (letters, digits, '.', '-', '_'; others dropped). */
+void http_set_outcome(struct http_response *resp, const char *word);
 /* A scenario reply's "body" override with `status`: a string is sent as it is,
  * any other JSON value rendered. Returns 0 when the reply has no body. */
 int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply);

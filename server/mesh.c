@@ -238,9 +238,22 @@ static cJSON *envelope(cJSON *content, int with_content, const char *status, con
     return env;
 }
 
+/* The outcome of an envelope: content.status (succeeded, mfaRequired...), else
+ * the envelope's status when it is not ok (locked, tooManyRequest...). */
+static void envelope_outcome(struct http_response *resp, const cJSON *env)
+{
+    const char *word = json_str(cJSON_GetObjectItemCaseSensitive(env, "content"), "status");
+    const char *status = json_str(env, "status");
+    if (!word && status && strcmp(status, "ok") != 0)
+        word = status;
+    if (word)
+        http_set_outcome(resp, word);
+}
+
 static void send_envelope(struct http_response *resp, cJSON *env, const char *status)
 {
     int http = mesh_http_status(status);
+    envelope_outcome(resp, env);
     http_reply_json(resp, http ? http : 200, NULL, env);
     cJSON_Delete(env);
 }
@@ -600,6 +613,11 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
                           json_str(reply, "displayMessage"), json_str(reply, "errorType"));
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
+    envelope_outcome(resp, env);
+    if (out->limited)
+        http_set_outcome(resp, out->why.limit_started ? "limited" : "blocked");
+    else if (cJSON_GetObjectItemCaseSensitive(reply, "body") && !content)
+        http_set_outcome(resp, "custom"); /* a raw body: what it means is the scenario's */
     if (!http_reply_body_override(resp, code, reply))
         http_reply_json(resp, code ? code : 200, NULL, env);
     cJSON_Delete(env);
@@ -732,6 +750,11 @@ static void send_store_error(struct app *app, struct http_response *resp)
     send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
 }
 
+static const char *request_header(const void *cls, const char *name)
+{
+    return http_header(cls, name);
+}
+
 static void h_authenticate(struct app *app, const struct http_request *req,
                            struct http_response *resp)
 {
@@ -786,11 +809,20 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .header = request_header,
+        .header_cls = req,
         .remember = remembered,
         .nremember = COUNT(remembered),
+        .explain = app->journal != NULL,
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
+    if (app->journal) {
+        /* Rendered now, while the set and the facts are held: the journal keeps text. */
+        struct buf why = {0};
+        scenario_explain_json(&sreq, &out, rc, resp->body_secret, &why);
+        resp->match = why.data;
+    }
     if (out.scenario) {
         snprintf(resp->scenario, sizeof resp->scenario, "%s", scenario_name(out.scenario));
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
@@ -809,12 +841,14 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no mesh scenario named '%s'.",
                  sreq.forced);
         send_bad_request(resp, msg, NULL, "invalidField");
+        http_set_outcome(resp, "unknownScenario");
         break;
     case SCENARIO_UNBOUND: {
         cJSON *content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "failed");
         cJSON_AddStringToObject(content, "errorMessage", "Invalid username or password");
         send_envelope(resp, envelope(content, 1, "ok", "", NULL, ""), "ok");
+        http_set_outcome(resp, "unbound");
         break;
     }
     case SCENARIO_NO_STEP:
@@ -823,9 +857,11 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                  resp->scenario, out.state_from);
         send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, "scenarioError"),
                       "serverFailure");
+        http_set_outcome(resp, "noStep");
         break;
     default:
         send_store_error(app, resp);
+        http_set_outcome(resp, "storeError");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);

@@ -390,6 +390,7 @@ static void reply_named(const struct app *app, struct http_response *resp, const
             type = NULL;
         }
         reply_error(resp, http, message, type, type ? STACK : NULL, type ? e->hresult : 0);
+        http_set_outcome(resp, name);
         return;
     }
     reply_error(resp, 500, "authmock: unknown error name", NULL, NULL, 0);
@@ -832,6 +833,7 @@ static void outcome_token(struct call *c, struct oo_user *u)
     char expires[40];
     char *token = login_user(c, u, expires);
     answer(c, token_dto(token, expires, 0, NULL, 0, NULL, NULL));
+    http_set_outcome(c->resp, "token");
     free(token);
 }
 
@@ -840,6 +842,7 @@ static void outcome_phone_activation(struct call *c, struct oo_user *u)
     char url[1024];
     confirm_url(c, u, "PhoneActivation", 0, url, sizeof url);
     answer(c, token_dto(NULL, UNSET_TIME, 1, NULL, 0, NULL, url));
+    http_set_outcome(c->resp, "phoneActivation");
 }
 
 static void outcome_sms_auth(struct call *c, struct oo_user *u)
@@ -855,6 +858,7 @@ static void outcome_sms_auth(struct call *c, struct oo_user *u)
     onlyoffice_phone_noise(u->phone, noise, sizeof noise);
     format_time(exp, expires);
     answer(c, token_dto(NULL, expires, 1, noise, 0, NULL, url));
+    http_set_outcome(c->resp, "smsAuth");
 }
 
 static void outcome_tfa(struct call *c, struct oo_user *u, int activation)
@@ -864,6 +868,7 @@ static void outcome_tfa(struct call *c, struct oo_user *u, int activation)
     if (activation && u->secret)
         base32_encode(u->secret, strlen(u->secret), key);
     answer(c, token_dto(NULL, UNSET_TIME, 0, NULL, 1, activation ? key : NULL, url));
+    http_set_outcome(c->resp, activation ? "tfaActivation" : "tfaAuth");
 }
 
 static int tfa_is(const struct oo_user *u, const char *kind)
@@ -901,6 +906,7 @@ static void authenticate_code(struct call *c, struct oo_user *u)
         char *token = login_user(c, u, expires);
         onlyoffice_phone_noise(u->phone, noise, sizeof noise);
         answer(c, token_dto(token, expires, 1, noise, 0, NULL, NULL));
+        http_set_outcome(c->resp, "token");
         free(token);
     } else if (tfa_is(u, "app")) {
         if (!validate_totp(c->app, c->ns, u, code, c->now)) {
@@ -909,6 +915,7 @@ static void authenticate_code(struct call *c, struct oo_user *u)
         }
         char *token = login_user(c, u, expires);
         answer(c, token_dto(token, expires, 0, NULL, 1, NULL, NULL));
+        http_set_outcome(c->resp, "token");
         free(token);
     } else {
         reply_named(c->app, c->resp, "codeNotAvailable");
@@ -938,6 +945,7 @@ static void authenticate_sendsms(struct call *c, struct oo_user *u)
     onlyoffice_phone_noise(u->phone, noise, sizeof noise);
     format_time(exp, expires);
     answer(c, token_dto(NULL, expires, 1, noise, 0, NULL, NULL));
+    http_set_outcome(c->resp, "smsSent");
 }
 
 static void render_reply(struct call *c, const struct scenario_outcome *out, struct oo_user *u,
@@ -957,6 +965,7 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
                     json_str(err, "message") ? json_str(err, "message") : "", type,
                     json_str(err, "stack") ? json_str(err, "stack") : (type ? STACK : NULL),
                     cJSON_IsNumber(hr) ? hr->valuedouble : 0);
+        http_set_outcome(c->resp, "error");
     } else if (outcome && !have_user) {
         /* An outcome needs a user; a scenario that asks for one without it
          * gets what the server answers for an unknown user. */
@@ -982,7 +991,11 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
         outcome_phone_activation(c, u);
     } else if (!body) {
         reply_success(c->app, c->req, c->resp, NULL, 0, 200);
+    } else {
+        http_set_outcome(c->resp, "custom"); /* a raw body: what it means is the scenario's */
     }
+    if (out->limited)
+        http_set_outcome(c->resp, out->why.limit_started ? "limited" : "blocked");
     if (!http_reply_body_override(c->resp, cJSON_IsNumber(http) ? http->valueint : 200, reply) &&
         cJSON_IsNumber(http) && !cJSON_IsObject(err))
         c->resp->status = http->valueint;
@@ -1002,6 +1015,11 @@ static void reply_store_error(struct app *app, struct http_response *resp)
     char msg[320];
     state_error_message(app->state, msg, sizeof msg);
     reply_error(resp, 500, msg, NULL, NULL, 0);
+}
+
+static const char *request_header(const void *cls, const char *name)
+{
+    return http_header(cls, name);
 }
 
 static void credential_call(struct app *app, const struct http_request *req,
@@ -1064,9 +1082,18 @@ static void credential_call(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .header = request_header,
+        .header_cls = req,
+        .explain = app->journal != NULL,
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
+    if (app->journal) {
+        /* Rendered now, while the set and the facts are held: the journal keeps text. */
+        struct buf why = {0};
+        scenario_explain_json(&sreq, &out, rc, NULL, &why);
+        resp->match = why.data;
+    }
     if (out.scenario) {
         snprintf(resp->scenario, sizeof resp->scenario, "%s", scenario_name(out.scenario));
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
@@ -1084,15 +1111,19 @@ static void credential_call(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no onlyoffice scenario named '%s'",
                  sreq.forced);
         reply_error(resp, 400, msg, "System.ArgumentException", NULL, -2147024809.0);
+        http_set_outcome(resp, "unknownScenario");
     } else if (rc == SCENARIO_UNBOUND) {
         reply_named(app, resp, "authFailed");
+        http_set_outcome(resp, "unbound");
     } else if (rc == SCENARIO_NO_STEP) {
         snprintf(msg, sizeof msg,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request",
                  resp->scenario, out.state_from);
         reply_error(resp, 500, msg, NULL, NULL, 0);
+        http_set_outcome(resp, "noStep");
     } else {
         reply_store_error(app, resp);
+        http_set_outcome(resp, "storeError");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);

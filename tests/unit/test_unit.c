@@ -902,6 +902,102 @@ static void test_journal_wraps(void)
     journal_free(&app);
 }
 
+/* The answer's parts of an entry: headers masked, the response body masked by
+ * a scan of its text (tokens, a URL's key, a path that held a code), the
+ * request body scanned when the API parsed it; and journal_get. */
+static void test_journal_masks_the_answer(void)
+{
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.cfg.journal_max = 10;
+    app.cfg.journal_max_bytes = 100000;
+    CHECK(journal_init(&app) == 0);
+    const char *req_names[] = {"Authorization", "Cookie",      "X-Client-Secret",
+                               "X-Api-Key",     "X-Device-Id", "Accept"};
+    const char *req_values[] = {"Bearer s3cret-a", "sid=s3cret-b", "s3cret-c",
+                                "s3cret-d",        "dev-1",        "*/*"};
+    const char *resp_names[] = {"Content-Type", "Set-Cookie", "Set-Cookie"};
+    const char *resp_values[] = {"application/json", "asc_auth_key=s3cret-e; path=/; httponly",
+                                 "asc_confirm_key_TfaAuth=; expires=Thu, 01 Jan 1970 00:00:00 GMT"};
+    const char *resp =
+        "{\"response\":{\"token\":\"s3cret-f\",\"tfaKey\":\"s3cret-g\",\"expiresInSeconds\":60,"
+        "\"tfa\":true,\"confirmUrl\":\"http://h/confirm/x?type=PhoneActivation&key=s3cret-h&"
+        "encemail=abc\",\"list\":[{\"refreshToken\":\"s3cret-i\",\"n\":1}],\"statusCode\":200},"
+        "\"links\":[{\"href\":\"http://h/api/2.0/authentication/654321\"}],\"nested\":"
+        "{\"mfaCode\":{\"deep\":\"s3cret-j\"}},\"pin\":null}";
+    const char *body = "{\"userName\":\"u\",\"pass\\u0077ord\":\"s3cret-k\",\"code\":\"654321\"}";
+    struct journal_entry e = {.at = 1,
+                              .ns = "",
+                              .api = "onlyoffice",
+                              .method = "POST",
+                              .path = "/api/2.0/authentication/{code}",
+                              .secret_path = "/api/2.0/authentication/654321",
+                              .query = "",
+                              .status = 200,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .outcome = "token",
+                              .req_header_names = req_names,
+                              .req_header_values = req_values,
+                              .nreq_headers = 6,
+                              .resp_header_names = resp_names,
+                              .resp_header_values = resp_values,
+                              .nresp_headers = 3,
+                              .resp_body = resp,
+                              .resp_body_len = strlen(resp),
+                              .match = "{\"scenario\":\"x\"}"};
+    journal_record(&app, &e);
+    cJSON *got = journal_get(&app, 1);
+    char *text = got ? cJSON_PrintUnformatted(got) : NULL;
+    CHECK(text != NULL);
+    if (text) {
+        CHECK(!strstr(text, "s3cret") && !strstr(text, "654321"));
+        CHECK(strstr(text, "\"Authorization\":\"***\",\"Cookie\":\"***\",\"X-Client-Secret\":"
+                           "\"***\",\"X-Api-Key\":\"***\",\"X-Device-Id\":\"dev-1\"") != NULL);
+        CHECK(strstr(text, "\"Set-Cookie\":[\"asc_auth_key=***; path=/; httponly\","
+                           "\"asc_confirm_key_TfaAuth=; expires=") != NULL);
+        CHECK(strstr(text, "\"token\":\"***\",\"tfaKey\":\"***\",\"expiresInSeconds\":60,"
+                           "\"tfa\":true") != NULL);
+        CHECK(strstr(text, "key=***&encemail=abc") != NULL);
+        CHECK(strstr(text, "\"list\":[{\"refreshToken\":\"***\",\"n\":1}],\"statusCode\":200") !=
+              NULL);
+        CHECK(strstr(text, "authentication/{code}\"") != NULL);
+        CHECK(strstr(text, "\"nested\":{\"mfaCode\":\"***\"},\"pin\":null") != NULL);
+        CHECK(strstr(text, "\"body\":{\"userName\":\"u\",\"password\":\"***\",\"code\":\"***\"}") !=
+              NULL);
+        CHECK(strstr(text, "\"outcome\":\"token\"") != NULL);
+        CHECK(strstr(text, "\"match\":{\"scenario\":\"x\"}") != NULL);
+    }
+    free(text);
+    cJSON_Delete(got);
+    CHECK(journal_get(&app, 2) == NULL);
+    CHECK(journal_get(&app, 0) == NULL);
+    /* A long answer is masked, then cut on a character, and says so. */
+    struct buf big = {0};
+    buf_append(&big, "{\"token\":\"s3cret\",\"pad\":\"", 25);
+    for (int i = 0; i < 3000; i++)
+        buf_append(&big, "\xc3\xa9", 2);
+    buf_append(&big, "\"}", 2);
+    e.resp_body = big.data;
+    e.resp_body_len = big.len;
+    e.match = NULL;
+    journal_record(&app, &e);
+    got = journal_get(&app, 2);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(got, "response");
+    const cJSON *rb = cJSON_GetObjectItemCaseSensitive(r, "body");
+    CHECK(cJSON_IsString(rb) && strlen(rb->valuestring) <= JOURNAL_BODY_MAX &&
+          strncmp(rb->valuestring, "{\"token\":\"***\",\"pad\":\"\xc3\xa9", 24) == 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bodyTruncated")));
+    CHECK(cJSON_GetObjectItemCaseSensitive(r, "bodyBytes")->valuedouble == (double)big.len);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(got, "match")));
+    cJSON_Delete(got);
+    buf_free(&big);
+    journal_free(&app);
+    CHECK(log_is_secret_header("Proxy-Authorization") && log_is_secret_header("x-api-key") &&
+          log_is_secret_header("X-Device-Info") && !log_is_secret_header("X-Device-Id") &&
+          !log_is_secret_header("Content-Type") && !log_is_secret_header("X-Authmock-Namespace"));
+}
+
 static void test_journal_too_big_entry(void)
 {
     struct app app;
@@ -1056,6 +1152,7 @@ static const struct test tests[] = {
     {"json: UTF-8, control characters and depth as System.Text.Json", test_json_strict},
     {"journal: records wrap around a small ring and stay whole", test_journal_wraps},
     {"journal: an entry larger than the ring is not kept", test_journal_too_big_entry},
+    {"journal: headers and the answer are masked; one entry by id", test_journal_masks_the_answer},
     {"journal: concurrent writers, clears and readers", test_journal_concurrent},
 };
 
