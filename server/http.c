@@ -202,6 +202,7 @@ static void drop_shared(struct http_response *resp)
 {
     if (resp->release)
         resp->release(resp->release_cls);
+    resp->journal_form = NULL;
     resp->shared_body = NULL;
     resp->release = NULL;
     resp->release_cls = NULL;
@@ -436,6 +437,7 @@ static void journal_request(struct app *app, struct MHD_Connection *conn, struct
         .body = ctx->body.data,
         .body_len = ctx->body.len,
         .body_secret = resp->body_secret,
+        .body_is_json = resp->body_is_json,
         .outcome = outcome_of(resp),
         .req_header_names = req_h.names,
         .req_header_values = req_h.values,
@@ -445,6 +447,9 @@ static void journal_request(struct app *app, struct MHD_Connection *conn, struct
         .nresp_headers = nr,
         .resp_body = resp->shared_body ? resp->shared_body : resp->body,
         .resp_body_len = resp->fault == FAULT_DROP ? 0 : resp->body_len,
+        .resp_body_form =
+            resp->shared_body && resp->fault == FAULT_NONE ? resp->journal_form : NULL,
+        .resp_body_form_len = resp->journal_form_len,
         .fault = faults[resp->fault],
         .secret_path = resp->log_path[0] ? ctx->path : NULL,
         .delay_ms = resp->delay_ms,

@@ -44,6 +44,10 @@ struct http_response {
     const char *shared_body;
     void (*release)(void *cls);
     void *release_cls;
+    /* The journal's stored form of the shared body (journal_body_form), kept
+     * beside it and valid as long as it is; or NULL. */
+    const char *journal_form;
+    size_t journal_form_len;
     char *header_names[HTTP_MAX_HEADERS];
     char *header_values[HTTP_MAX_HEADERS];
     int nheaders;
@@ -60,6 +64,9 @@ struct http_response {
     /* A body member this request carries a secret in (an API key as mesh's
      * username): the journal masks it too. A static string. */
     const char *body_secret;
+    /* The API module parsed the request body as JSON: the journal masks it
+     * by a scan of its text instead of parsing it again. */
+    int body_is_json;
     /* What the answer meant (succeeded, mfaRequired, limited, unbound...),
      * for the journal and the log line; set with http_set_outcome. */
     char outcome[32];

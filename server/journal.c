@@ -448,7 +448,8 @@ static void mask_json_text(const char *in, size_t len, const struct mask_path *m
     *whole = i >= len && depth == 0 && values == 1 && !bad;
 }
 
-/* The stored form of a response body: masked, cut like request bodies. */
+/* The stored form of a response body, or of a request body the API module
+ * already parsed as JSON: masked, cut like request bodies. */
 static void stored_response(const char *body, size_t len, const struct mask_path *mp,
                             const char *extra, struct buf *out, size_t *off, size_t *slen,
                             int *json, int *truncated)
@@ -462,6 +463,21 @@ static void stored_response(const char *body, size_t len, const struct mask_path
     *json = whole && !*truncated;
     out->len = *off + *slen;
     buf_append(out, "", 1); /* each part keeps its NUL, for the parse at rendering */
+}
+
+char *journal_body_form(const char *body, size_t len, size_t *form_len)
+{
+    struct buf b = {0};
+    size_t off, slen;
+    int json, truncated;
+    struct mask_path none = {NULL, NULL, 0};
+    buf_append(&b, "0", 1);
+    stored_response(body, len, &none, NULL, &b, &off, &slen, &json, &truncated);
+    if (!b.data)
+        return NULL;
+    b.data[0] = (char)('0' + json + 2 * truncated);
+    *form_len = b.len; /* the flag, the text and its NUL */
+    return b.data;
 }
 
 /* Headers are stored as "Name:value\n" lines, masked (a header name has no
@@ -633,23 +649,46 @@ void journal_record(struct app *app, const struct journal_entry *e)
     char note[64];
     size_t blen = 0;
     int json = 0, truncated = 0;
-    char *body = e->body_len ? stored_body(e->body, e->body_len, e->body_secret, note, &blen, &json,
-                                           &truncated)
-                             : NULL;
-    /* The answer's parts, each NUL-terminated, in one buffer. */
+    /* The scanned request body and the answer's parts, each NUL-terminated, in one buffer. */
     struct buf parts = {0};
-    size_t req_h = 0, resp_h, resp_b = 0, resp_len = 0;
+    size_t req_b = 0, req_h, resp_h, resp_b = 0, resp_len = 0;
     int resp_json = 0, resp_truncated = 0;
     buf_reserve(&parts,
                 1024 + (e->resp_body_len < JOURNAL_BODY_MAX ? e->resp_body_len : JOURNAL_BODY_MAX));
     struct mask_path mp = {e->secret_path, e->path, e->secret_path ? strlen(e->secret_path) : 0};
+    struct mask_path none = {NULL, NULL, 0};
+    /* A body the API module parsed as JSON is masked by a scan of its text,
+     * when it is kept whole; any other (and a long one, so that what is cut
+     * is the canonical text) is parsed here, and only a JSON one is kept. */
+    int scanned = e->body_len && e->body_is_json && e->body_len <= JOURNAL_BODY_MAX;
+    if (scanned) {
+        stored_response(e->body, e->body_len, &none, e->body_secret, &parts, &req_b, &blen, &json,
+                        &truncated);
+        scanned = !truncated;
+        if (!scanned)
+            parts.len = req_b;
+    }
+    char *body = e->body_len && !scanned ? stored_body(e->body, e->body_len, e->body_secret, note,
+                                                       &blen, &json, &truncated)
+                                         : NULL;
+    req_h = parts.len;
     put_headers(&parts, e->req_header_names, e->req_header_values, e->nreq_headers, 0);
     resp_h = parts.len;
     put_headers(&parts, e->resp_header_names, e->resp_header_values, e->nresp_headers, 1);
-    if (e->resp_body_len)
+    if (e->resp_body_form && e->resp_body_form_len >= 2) {
+        /* Kept beside an answer sent unchanged: "flags text NUL". */
+        resp_b = parts.len;
+        resp_len = e->resp_body_form_len - 2;
+        buf_append(&parts, e->resp_body_form + 1, resp_len + 1);
+        resp_json = (e->resp_body_form[0] - '0') & 1;
+        resp_truncated = ((e->resp_body_form[0] - '0') & 2) != 0;
+    } else if (e->resp_body_len) {
         stored_response(e->resp_body, e->resp_body_len, &mp, NULL, &parts, &resp_b, &resp_len,
                         &resp_json, &resp_truncated);
+    }
     int have_parts = parts.data != NULL;
+    if (scanned)
+        body = have_parts ? parts.data + req_b : NULL;
     const char *src[NSTR] = {[S_NS] = e->ns ? e->ns : "",
                              [S_API] = e->api ? e->api : "",
                              [S_METHOD] = e->method,
@@ -695,7 +734,7 @@ void journal_record(struct app *app, const struct journal_entry *e)
         j->count++;
         pthread_mutex_unlock(&j->lock);
     }
-    if (body != note)
+    if (body != note && !scanned)
         free(body);
     buf_free(&parts);
 }

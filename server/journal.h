@@ -28,6 +28,7 @@ struct journal_entry {
     const char *body; /* raw request body, not NUL-terminated */
     size_t body_len;
     const char *body_secret; /* a top-level body member to mask besides the usual, or NULL */
+    int body_is_json;        /* the API module parsed the body: it is valid JSON */
     const char *outcome;     /* what the answer meant, or NULL */
     /* The request's headers as received; masked here. */
     const char *const *req_header_names, *const *req_header_values;
@@ -37,6 +38,9 @@ struct journal_entry {
     size_t nresp_headers;
     const char *resp_body;
     size_t resp_body_len;
+    /* Or its stored form, from journal_body_form, for an answer sent unchanged many times. */
+    const char *resp_body_form;
+    size_t resp_body_form_len;
     const char *fault; /* "drop", "truncate", "malformed" or NULL */
     /* The path as requested when `path` is its masked form (it held a code):
      * where a response body echoes it, the journal shows `path`. */
@@ -58,6 +62,13 @@ struct journal_filter {
 int journal_init(struct app *app);
 void journal_free(struct app *app);
 void journal_record(struct app *app, const struct journal_entry *e);
+/* The journal's stored form of a response body (masked and cut as the journal
+ * keeps it), for an answer sent unchanged many times (the mesh
+ * authenticationSchemes): its module keeps the form beside the answer and
+ * hands it over in journal_entry.resp_body_form, so the journal does not mask
+ * the same text again on every request. Returns malloc'd text, its length in
+ * *form_len, or NULL. */
+char *journal_body_form(const char *body, size_t len, size_t *form_len);
 /* Replaces the value of every secret-looking member (recursively) with "***". */
 void journal_redact(cJSON *doc);
 /* Entries matching the filter, newest first, as a JSON array (owned by the caller). */

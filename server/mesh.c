@@ -10,6 +10,7 @@
  * and the very scenarios that drive /authenticate.
  */
 #include "mesh.h"
+#include "journal.h"
 #include "app.h"
 #include "clock.h"
 #include "http.h"
@@ -764,6 +765,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
     const char *user_id = http_query_arg(req, "userId");
     cJSON *errors = cJSON_CreateObject();
     cJSON *facts = auth_facts(req, user_id, errors);
+    resp->body_is_json = facts != NULL; /* the body parsed: the journal needs no second parse */
     if (cJSON_GetArraySize(errors) > 0) {
         cJSON_Delete(facts);
         send_problem(resp, errors);
@@ -1027,6 +1029,15 @@ static char *render_schemes(const struct scenario_set *set, void *cls, size_t *l
     return text;
 }
 
+/* The journal's form of the cached schemes, cached beside them. */
+static char *schemes_journal_form(const struct scenario_set *set, void *cls, size_t *len)
+{
+    size_t n;
+    const char *text = scenario_set_memo((struct scenario_set *)set, SCENARIO_MEMO_MESH_SCHEMES,
+                                         render_schemes, cls, &n);
+    return text ? journal_body_form(text, n, len) : NULL;
+}
+
 static void release_set(void *set)
 {
     scenario_set_release(set);
@@ -1046,6 +1057,12 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
     if (text) {
         http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8", text, len,
                           release_set, set);
+        /* So is its journal form: masking 4 KiB of it per request cost more
+         * than the rest of the answer. */
+        if (app->journal)
+            resp->journal_form =
+                scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, schemes_journal_form,
+                                  app, &resp->journal_form_len);
     } else {
         http_reply_error(resp, 500, "the authentication schemes could not be rendered");
         scenario_set_release(set);

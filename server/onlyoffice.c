@@ -465,6 +465,7 @@ static cJSON *bind_body(const struct app *app, const struct http_request *req,
     }
     enum json_error why;
     cJSON *doc = json_parse_why(req->body, req->body_len, &off, &why);
+    resp->body_is_json = doc != NULL; /* the journal needs no second parse */
     if (!doc || !cJSON_IsObject(doc)) {
         char msg[200];
         if (doc)

@@ -60,7 +60,11 @@ void scenario_set_release(struct scenario_set *set);
 /* Text derived from a set alone (with data that never changes while the
  * server runs), built on first use and kept until the set is freed. One slot
  * per use. */
-enum scenario_memo { SCENARIO_MEMO_MESH_SCHEMES, SCENARIO_MEMO_COUNT };
+enum scenario_memo {
+    SCENARIO_MEMO_MESH_SCHEMES,
+    SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, /* the journal's stored form of the schemes */
+    SCENARIO_MEMO_COUNT
+};
 typedef char *(*scenario_memo_fn)(const struct scenario_set *set, void *cls, size_t *len);
 /* The slot's text, building it with `build` (which returns malloc'd text) when
  * it is the first use; NULL when building fails. Safe from any thread. */
