@@ -176,6 +176,14 @@ static void h_sms(struct app *app, const struct http_request *req, struct http_r
     onlyoffice_sms_outbox(app, admin_namespace(req, ns), resp);
 }
 
+static void h_totp(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char ns[64];
+    onlyoffice_totp(app, admin_namespace(req, ns), http_query_arg(req, "user"), resp);
+}
+
 /* ---- scenarios -------------------------------------------------------- */
 
 static void h_scenarios_list(struct app *app, const struct http_request *req,
@@ -492,6 +500,7 @@ const struct route admin_routes[] = {
     {"GET", "/__admin/clock", h_clock_get, "admin"},
     {"POST", "/__admin/clock", h_clock_post, "admin"},
     {"GET", "/__admin/onlyoffice/sms", h_sms, "admin"},
+    {"GET", "/__admin/onlyoffice/totp", h_totp, "admin"},
     {"GET", "/__admin/scenarios", h_scenarios_list, "admin"},
     {"POST", "/__admin/scenarios", h_scenarios_add, "admin"},
     {"GET", "/__admin/scenarios/{name}", h_scenario_show, "admin"},

@@ -1417,6 +1417,57 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     cJSON_Delete(body);
 }
 
+/* ---- admin: the current TOTP code ------------------------------------- */
+
+void onlyoffice_totp(struct app *app, const char *ns, const char *user, struct http_response *resp)
+{
+    if (!user || !*user) {
+        http_reply_error(resp, 400, "user is required: ?user=NAME (an onlyoffice user name)");
+        return;
+    }
+    const cJSON *fx = user_by(app, "email", user);
+    if (!fx) {
+        http_reply_error(resp, 404, "there is no onlyoffice user named '%s'", user);
+        return;
+    }
+    struct oo_user u;
+    pthread_mutex_t *m = user_lock(ns ? ns : "", json_str(fx, "id"));
+    user_load(app, ns ? ns : "", fx, &u);
+    pthread_mutex_unlock(m);
+    if (!u.secret || !*u.secret) {
+        http_reply_error(resp, 404, "the onlyoffice user '%s' has no TOTP secret (tfa: %s)",
+                         u.email, u.tfa ? u.tfa : "none");
+        return;
+    }
+    /* The code the server accepts at this instant of the namespace's clock:
+     * the step it falls in, and when that step ends. */
+    double now = clock_now_ns(ns);
+    uint64_t step = (uint64_t)floor(now / 30.0);
+    char code[7], next[7], at[32], from[32], until[32], key[40];
+    totp_code(u.secret, strlen(u.secret), step, code);
+    totp_code(u.secret, strlen(u.secret), step + 1, next);
+    clock_format(now, at);
+    clock_format((double)step * 30.0, from);
+    clock_format((double)(step + 1) * 30.0, until);
+    base32_encode(u.secret, strlen(u.secret), key);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "user", u.email);
+    json_add_str_or_null(o, "namespace", ns);
+    cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "now", at);
+    cJSON_AddStringToObject(o, "validFrom", from);
+    cJSON_AddStringToObject(o, "validUntil", until);
+    cJSON_AddNumberToObject(o, "secondsRemaining", ceil((double)(step + 1) * 30.0 - now));
+    cJSON_AddStringToObject(o, "nextCode", next);
+    cJSON_AddNumberToObject(o, "periodSeconds", 30);
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddStringToObject(o, "tfaKey", key);
+    cJSON_AddStringToObject(o, "tfa", u.tfa ? u.tfa : "none");
+    cJSON_AddBoolToObject(o, "appConnected", u.app_connected);
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
+}
+
 /* ---- admin: the SMS outbox -------------------------------------------- */
 
 struct outbox_item {

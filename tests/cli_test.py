@@ -318,6 +318,39 @@ def test_check_rejects_bad_header_conditions():
         shutil.rmtree(d)
 
 
+def test_totp_route_is_rfc_6238_at_the_moved_clock():
+    """The admin TOTP code equals RFC 6238 (HMAC-SHA1, 30 s, 6 digits) over the
+    fixture secret at the shared and at a namespace's moved mock clock."""
+    import hashlib, hmac, struct
+
+    def rfc6238(secret, t):
+        mac = hmac.new(secret, struct.pack(">Q", int(t) // 30), hashlib.sha1).digest()
+        off = mac[-1] & 15
+        return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+    # RFC 6238 appendix B, SHA-1, 8 digits there: the low 6 digits here.
+    assert rfc6238(b"12345678901234567890", 59) == "287082"
+    p, port = start()
+    try:
+        j = {"Content-Type": "application/json"}
+        for path, body in [("/__admin/clock", {"set": "2031-06-01T12:00:07Z"}),
+                           ("/__admin/clock?namespace=far", {"advanceSeconds": 86400 * 400 + 30})]:
+            status, _, _ = request(port, "POST", path, body, j)
+            assert status == 200
+        for ns in [None, "far"]:
+            q = f"&namespace={ns}" if ns else ""
+            _, _, data = request(port, "GET", f"/__admin/onlyoffice/totp?user=tfa.app@example.com{q}", headers={})
+            got = json.loads(data)
+            _, _, data = request(port, "GET", "/__admin/clock" + (f"?namespace={ns}" if ns else ""), headers={})
+            now = json.loads(data)["epochSeconds"]
+            assert got["code"] == rfc6238(b"abcdefghij", now), (got, now)
+            assert got["nextCode"] == rfc6238(b"abcdefghij", now + 30)
+            assert got["namespace"] == ns and 0 < got["secondsRemaining"] <= 30
+        assert got["validFrom"].startswith("2032-07-05T12:00:30")
+    finally:
+        stop(p)
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:
