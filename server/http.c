@@ -233,6 +233,7 @@ static void drop_shared(struct http_response *resp)
 {
     if (resp->release)
         resp->release(resp->release_cls);
+    resp->journal_form = NULL;
     resp->shared_body = NULL;
     resp->release = NULL;
     resp->release_cls = NULL;
@@ -309,6 +310,16 @@ void http_add_header(struct http_response *resp, const char *name, const char *v
     resp->header_values[resp->nheaders++] = strdup(value);
 }
 
+void http_set_outcome(struct http_response *resp, const char *word)
+{
+    size_t n = 0;
+    for (; word && *word && n + 1 < sizeof resp->outcome; word++)
+        if ((*word >= 'a' && *word <= 'z') || (*word >= 'A' && *word <= 'Z') ||
+            (*word >= '0' && *word <= '9') || *word == '.' || *word == '-' || *word == '_')
+            resp->outcome[n++] = *word;
+    resp->outcome[n] = '\0';
+}
+
 int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply)
 {
     const cJSON *body = cJSON_GetObjectItemCaseSensitive(reply, "body");
@@ -343,8 +354,10 @@ void http_apply_reply_extras(struct http_response *resp, const cJSON *reply)
         resp->fault = FAULT_DROP;
     else if (strcmp(f, "truncate") == 0)
         resp->fault = FAULT_TRUNCATE;
-    else if (strcmp(f, "malformed") == 0 && resp->body_len > 2)
+    else if (strcmp(f, "malformed") == 0 && resp->body_len > 2) {
         resp->body_len = resp->body_len * 2 / 3; /* well delimited, but not JSON */
+        resp->fault = FAULT_MALFORMED;
+    }
 }
 
 void http_response_free(struct http_response *resp)
@@ -352,6 +365,7 @@ void http_response_free(struct http_response *resp)
     if (!resp)
         return;
     free(resp->body);
+    free(resp->match);
     drop_shared(resp);
     if (resp->stream_free)
         resp->stream_free(resp->stream_cls);
@@ -389,10 +403,39 @@ static void truncated_free(void *cls)
     free(t);
 }
 
+/* The outcome word of an answer: the API module's, else ok or error by status. */
+static const char *outcome_of(const struct http_response *resp)
+{
+    if (resp->outcome[0])
+        return resp->outcome;
+    if (resp->api && strcmp(resp->api, "admin") == 0)
+        return NULL;
+    return resp->status >= 400 || resp->status == 0 ? "error" : "ok";
+}
+
+struct header_list {
+    const char *names[HTTP_MAX_FIELDS];
+    const char *values[HTTP_MAX_FIELDS];
+    size_t n;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct header_list *h = cls;
+    (void)kind;
+    if (h->n < HTTP_MAX_FIELDS) {
+        h->names[h->n] = key;
+        h->values[h->n++] = value ? value : "";
+    }
+    return MHD_YES;
+}
+
 /* Journals a request before its answer goes out, so a client that reads the
  * journal right after its call finds the call there. Admin calls are not
  * journaled: a test reading the journal must not see itself. */
-static void journal_request(struct app *app, struct request_ctx *ctx, struct http_response *resp)
+static void journal_request(struct app *app, struct MHD_Connection *conn, struct request_ctx *ctx,
+                            struct http_response *resp)
 {
     /* A code in the path stays out of the journal and the log however the
      * request was answered (405 for another method, 413 before routing...). */
@@ -400,8 +443,32 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
         router_log_path(ctx->path, resp->log_path, sizeof resp->log_path);
     if (resp->api && strcmp(resp->api, "admin") == 0)
         return;
+    if (!app->journal)
+        return;
     char masked[700];
     log_mask_query(ctx->raw_query, masked, sizeof masked);
+    /* The headers as received (pointers into libmicrohttpd's pool) and as
+     * they will be sent; the journal masks the secret ones. */
+    struct header_list req_h = {.n = 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &req_h);
+    const char *rnames[HTTP_MAX_HEADERS + 4], *rvalues[HTTP_MAX_HEADERS + 4];
+    size_t nr = 0;
+    int own_type = 0;
+    for (int i = 0; i < resp->nheaders; i++)
+        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
+    if (resp->content_type && !own_type) {
+        rnames[nr] = "Content-Type";
+        rvalues[nr++] = resp->content_type;
+    }
+    for (int i = 0; i < resp->nheaders; i++) {
+        rnames[nr] = resp->header_names[i];
+        rvalues[nr++] = resp->header_values[i];
+    }
+    if (app->cfg.cors) {
+        rnames[nr] = "Access-Control-Allow-Origin";
+        rvalues[nr++] = app->cfg.cors;
+    }
+    static const char *const faults[] = {NULL, "drop", "truncate", "malformed"};
     struct journal_entry e = {
         .at = clock_now_ns(resp->ns),
         .ns = resp->ns,
@@ -418,6 +485,23 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
         .body = ctx->body.data,
         .body_len = ctx->body.len,
         .body_secret = resp->body_secret,
+        .body_is_json = resp->body_is_json,
+        .outcome = outcome_of(resp),
+        .req_header_names = req_h.names,
+        .req_header_values = req_h.values,
+        .nreq_headers = req_h.n,
+        .resp_header_names = rnames,
+        .resp_header_values = rvalues,
+        .nresp_headers = nr,
+        .resp_body = resp->shared_body ? resp->shared_body : resp->body,
+        .resp_body_len = resp->fault == FAULT_DROP ? 0 : resp->body_len,
+        .resp_body_form =
+            resp->shared_body && resp->fault == FAULT_NONE ? resp->journal_form : NULL,
+        .resp_body_form_len = resp->journal_form_len,
+        .fault = faults[resp->fault],
+        .secret_path = resp->log_path[0] ? ctx->path : NULL,
+        .delay_ms = resp->delay_ms,
+        .match = resp->match,
     };
     journal_record(app, &e);
 }
@@ -481,6 +565,8 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
     memcpy(ctx->log.state_from, resp->state_from, sizeof ctx->log.state_from);
     memcpy(ctx->log.state_to, resp->state_to, sizeof ctx->log.state_to);
     memcpy(ctx->log.user, resp->user, sizeof ctx->log.user);
+    const char *outcome = outcome_of(resp);
+    snprintf(ctx->log.outcome, sizeof ctx->log.outcome, "%s", outcome ? outcome : "");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)resp->status, r);
     MHD_destroy_response(r);
     ctx->answered = 1;
@@ -491,7 +577,7 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
 static enum MHD_Result finish(struct app *app, struct MHD_Connection *conn, struct request_ctx *ctx,
                               struct http_response *resp)
 {
-    journal_request(app, ctx, resp);
+    journal_request(app, conn, ctx, resp);
     enum MHD_Result r = MHD_NO;
     if (resp->fault == FAULT_DROP)
         ctx->status = 0;
@@ -530,7 +616,7 @@ static enum MHD_Result refuse_early(struct app *app, struct MHD_Connection *conn
     struct http_response resp = {0};
     http_reply_error(&resp, status, "%s", message);
     conntrack_received(conntrack_of(conn));
-    journal_request(app, ctx, &resp);
+    journal_request(app, conn, ctx, &resp);
     enum MHD_Result r = send_response(app, conn, ctx, &resp);
     free(resp.body);
     return r;
@@ -755,7 +841,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         /* The reaper answered 408 on the socket; journal it like any answer. */
         struct http_response resp = {0};
         http_reply_error(&resp, 408, "request timeout");
-        journal_request(app, ctx, &resp);
+        journal_request(app, conn, ctx, &resp);
         if (resp.log_path[0])
             snprintf(ctx->path, sizeof ctx->path, "%s", resp.log_path);
         free(resp.body);
@@ -772,6 +858,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .scenario = ctx->log.scenario[0] ? ctx->log.scenario : NULL,
         .state_from = ctx->log.state_from[0] ? ctx->log.state_from : NULL,
         .state_to = ctx->log.state_to[0] ? ctx->log.state_to : NULL,
+        .outcome = ctx->log.outcome[0] ? ctx->log.outcome : NULL,
     };
     log_request(&line);
     http_response_free(ctx->pending);

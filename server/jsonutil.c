@@ -389,6 +389,21 @@ static int render_item(struct buf *o, const cJSON *item)
     }
 }
 
+int json_append(struct buf *b, const cJSON *item)
+{
+    return item ? render_item(b, item) : buf_append(b, "null", 4);
+}
+
+int json_append_string(struct buf *b, const char *s)
+{
+    return s ? render_string(b, s) : buf_append(b, "null", 4);
+}
+
+int json_append_number(struct buf *b, double d)
+{
+    return render_number(b, d, d >= -2147483648.0 && d <= 2147483647.0 ? (int)d : 0);
+}
+
 char *json_render(const cJSON *item, size_t *len)
 {
     /* Replies are a few hundred bytes to a few KiB: start where most end. */

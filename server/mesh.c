@@ -10,6 +10,7 @@
  * and the very scenarios that drive /authenticate.
  */
 #include "mesh.h"
+#include "journal.h"
 #include "app.h"
 #include "clock.h"
 #include "http.h"
@@ -253,9 +254,22 @@ static cJSON *envelope(cJSON *content, int with_content, const char *status, con
     return env;
 }
 
+/* The outcome of an envelope: content.status (succeeded, mfaRequired...), else
+ * the envelope's status when it is not ok (locked, tooManyRequest...). */
+static void envelope_outcome(struct http_response *resp, const cJSON *env)
+{
+    const char *word = json_str(cJSON_GetObjectItemCaseSensitive(env, "content"), "status");
+    const char *status = json_str(env, "status");
+    if (!word && status && strcmp(status, "ok") != 0)
+        word = status;
+    if (word)
+        http_set_outcome(resp, word);
+}
+
 static void send_envelope(struct http_response *resp, cJSON *env, const char *status)
 {
     int http = mesh_http_status(status);
+    envelope_outcome(resp, env);
     http_reply_json(resp, http ? http : 200, NULL, env);
     cJSON_Delete(env);
 }
@@ -666,17 +680,20 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
         status = "ok";
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
+    cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
+                          json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+    envelope_outcome(resp, env);
+    if (out->limited)
+        http_set_outcome(resp, out->why.limit_started ? "limited" : "blocked");
+    else if (cJSON_GetObjectItemCaseSensitive(reply, "body") && !content)
+        http_set_outcome(resp, "custom"); /* a raw body: what it means is the scenario's */
     if (!http_reply_body_override(resp, code, reply)) {
-        if (code == 500 || code == 503) {
+        if (code == 500 || code == 503)
             send_no_content(resp, code, NULL);
-            cJSON_Delete(content);
-        } else {
-            cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
-                                  json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+        else
             http_reply_json(resp, code ? code : 200, NULL, env);
-            cJSON_Delete(env);
-        }
     }
+    cJSON_Delete(env);
 
     /* A 429 always says when to come back: the block's end, else a minute. */
     if ((code == 429 || strcmp(status, "tooManyRequest") == 0) &&
@@ -803,6 +820,11 @@ static void send_store_error(struct app *app, struct http_response *resp)
     send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
 }
 
+static const char *request_header(const void *cls, const char *name)
+{
+    return http_header(cls, name);
+}
+
 static void h_authenticate(struct app *app, const struct http_request *req,
                            struct http_response *resp)
 {
@@ -812,6 +834,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
     const char *user_id = http_query_arg(req, "userId");
     cJSON *errors = cJSON_CreateObject();
     cJSON *facts = auth_facts(req, user_id, errors);
+    resp->body_is_json = facts != NULL; /* the body parsed: the journal needs no second parse */
     if (cJSON_GetArraySize(errors) > 0) {
         cJSON_Delete(facts);
         send_problem(resp, errors);
@@ -857,11 +880,20 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .header = request_header,
+        .header_cls = req,
         .remember = remembered,
         .nremember = COUNT(remembered),
+        .explain = app->journal != NULL,
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
+    if (app->journal) {
+        /* Rendered now, while the set and the facts are held: the journal keeps text. */
+        struct buf why = {0};
+        scenario_explain_json(&sreq, &out, rc, resp->body_secret, &why);
+        resp->match = why.data;
+    }
     if (out.scenario) {
         snprintf(resp->scenario, sizeof resp->scenario, "%s", scenario_name(out.scenario));
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
@@ -880,12 +912,14 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no mesh scenario named '%s'.",
                  sreq.forced);
         send_bad_request(resp, msg, NULL, "invalidField");
+        http_set_outcome(resp, "unknownScenario");
         break;
     case SCENARIO_UNBOUND: {
         cJSON *content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "failed");
         cJSON_AddStringToObject(content, "errorMessage", "Invalid username or password");
         send_envelope(resp, envelope(content, 1, "ok", "", NULL, ""), "ok");
+        http_set_outcome(resp, "unbound");
         break;
     }
     case SCENARIO_NO_STEP:
@@ -893,10 +927,12 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request.",
                  resp->scenario, out.state_from);
         send_no_content(resp, 500, msg);
+        http_set_outcome(resp, "noStep");
         break;
     default:
         state_error_message(app->state, msg, sizeof msg);
         send_no_content(resp, 500, msg);
+        http_set_outcome(resp, "storeError");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1062,6 +1098,15 @@ static char *render_schemes(const struct scenario_set *set, void *cls, size_t *l
     return text;
 }
 
+/* The journal's form of the cached schemes, cached beside them. */
+static char *schemes_journal_form(const struct scenario_set *set, void *cls, size_t *len)
+{
+    size_t n;
+    const char *text = scenario_set_memo((struct scenario_set *)set, SCENARIO_MEMO_MESH_SCHEMES,
+                                         render_schemes, cls, &n);
+    return text ? journal_body_form(text, n, len) : NULL;
+}
+
 static void release_set(void *set)
 {
     scenario_set_release(set);
@@ -1081,6 +1126,12 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
     if (text) {
         http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8", text, len,
                           release_set, set);
+        /* So is its journal form: masking 4 KiB of it per request cost more
+         * than the rest of the answer. */
+        if (app->journal)
+            resp->journal_form =
+                scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, schemes_journal_form,
+                                  app, &resp->journal_form_len);
     } else {
         http_reply_error(resp, 500, "the authentication schemes could not be rendered");
         scenario_set_release(set);

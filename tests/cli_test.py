@@ -319,6 +319,95 @@ def test_client_401_is_explained_in_the_log_without_the_secret():
     assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret header is missing." in err, err
 
 
+def test_log_lines_name_the_outcome():
+    """code->password after three wrong codes and after a success: the outcome tells them apart."""
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            login(port, "mfa.totp@example.com", uid="o1")
+            for _ in range(3):
+                request(port, "POST", "/api/v1/authenticate?userId=o1", {"type": "robinhood", "mfaCode": "000000"})
+            login(port, "mfa.totp@example.com", uid="o1")
+            request(port, "POST", "/api/v1/authenticate?userId=o1", {"type": "robinhood", "mfaCode": "123456"})
+            request(port, "POST", "/api/v1/authenticate?userId=o1", {"username": "no type"})
+            request(port, "GET", "/__admin/health", headers={})
+        finally:
+            stop(p)
+        lines = [l for l in p.stderr.read().splitlines() if "/api/v1/authenticate" in l or "/__admin" in l]
+        # A line is written once its answer is sent, so lines of requests a
+        # client sent one after another may come out in either order.
+        if fmt == "text":
+            got = sorted(re.search(r"(state=\S+ )?outcome=(\S+)$", l).group(0) if "outcome=" in l
+                         else "admin" for l in lines)
+        else:
+            docs = [json.loads(l) for l in lines]
+            got = sorted((f"state={d['stateFrom']}->{d['stateTo']} " if d["stateFrom"] else "")
+                         + f"outcome={d['outcome']}" if d["outcome"] else "admin" for d in docs)
+        assert got == sorted([
+            "state=password->code outcome=mfaRequired", "state=code->code outcome=challengeFailed",
+            "state=code->code outcome=challengeFailed", "state=code->password outcome=challengeFailed",
+            "state=password->code outcome=mfaRequired", "state=code->password outcome=succeeded",
+            "outcome=error", "admin"]), got
+
+
+def test_check_rejects_bad_header_conditions():
+    d = tempfile.mkdtemp()
+    try:
+        bad = os.path.join(d, "headers.json")
+        open(bad, "w").write(json.dumps({
+            "name": "h", "api": "mesh", "bind": {"headers": {"Bad Name": "x", "X-Ok": {"present": True}}},
+            "initial": "s", "states": {"s": [
+                {"when": {"headers": {"X-A": 5, "X-B": {"regex": "("}, "X-C": {"oneOf": ["a", 1]}}},
+                 "reply": {"content": {"status": "failed"}}},
+                {"when": {"headers": []}, "reply": {"content": {"status": "failed"}}}]}}))
+        r = run("check", bad)
+        assert r.returncode == 1, r.stderr
+        for line in [f"{bad}: $.bind.headers.Bad Name: must be a header name",
+                     f"{bad}: $.states.s[0].when.headers.X-A: a header's value is text",
+                     f"{bad}: $.states.s[0].when.headers.X-B.regex: invalid regular expression",
+                     f"{bad}: $.states.s[0].when.headers.X-C: a header's value is text",
+                     f"{bad}: $.states.s[1].when.headers: must be an object of header names to conditions"]:
+            assert line in r.stderr, (line, r.stderr)
+        assert "5 problems" in r.stderr, r.stderr
+        r = run("check", os.path.join(ROOT, "tests", "scenarios-explain"))
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
+def test_totp_route_is_rfc_6238_at_the_moved_clock():
+    """The admin TOTP code equals RFC 6238 (HMAC-SHA1, 30 s, 6 digits) over the
+    fixture secret at the shared and at a namespace's moved mock clock."""
+    import hashlib, hmac, struct
+
+    def rfc6238(secret, t):
+        mac = hmac.new(secret, struct.pack(">Q", int(t) // 30), hashlib.sha1).digest()
+        off = mac[-1] & 15
+        return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+    # RFC 6238 appendix B, SHA-1, 8 digits there: the low 6 digits here.
+    assert rfc6238(b"12345678901234567890", 59) == "287082"
+    p, port = start()
+    try:
+        j = {"Content-Type": "application/json"}
+        for path, body in [("/__admin/clock", {"set": "2031-06-01T12:00:07Z"}),
+                           ("/__admin/clock?namespace=far", {"advanceSeconds": 86400 * 400 + 30})]:
+            status, _, _ = request(port, "POST", path, body, j)
+            assert status == 200
+        for ns in [None, "far"]:
+            q = f"&namespace={ns}" if ns else ""
+            _, _, data = request(port, "GET", f"/__admin/onlyoffice/totp?user=tfa.app@example.com{q}", headers={})
+            got = json.loads(data)
+            _, _, data = request(port, "GET", "/__admin/clock" + (f"?namespace={ns}" if ns else ""), headers={})
+            now = json.loads(data)["epochSeconds"]
+            assert got["code"] == rfc6238(b"abcdefghij", now), (got, now)
+            assert got["nextCode"] == rfc6238(b"abcdefghij", now + 30)
+            assert got["namespace"] == (ns or "") and 0 < got["secondsRemaining"] <= 30
+        assert got["validFrom"].startswith("2032-07-05T12:00:30")
+    finally:
+        stop(p)
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:
@@ -783,9 +872,10 @@ def test_journal_max_bytes_keeps_the_newest_entries_within_the_bound():
         assert got[0]["user"] == "u39" and got[0]["bodyTruncated"] is False
         _, _, data = request(port, "GET", "/__admin/requests/count", headers={})
         assert json.loads(data)["count"] == len(got)
-        # Small entries after big ones: more of them fit.
+        # Small entries after big ones: more of them fit (each still keeps about
+        # 1 KB of headers, answer and explanation).
         post_many(port, 30, json.dumps({"type": "robinhood", "username": "ok@example.com"}))
-        assert len(journal(port)) > 20
+        assert len(journal(port)) > 10
     finally:
         stop(p)
 
@@ -854,7 +944,7 @@ def test_journal_ring_wraps_and_keeps_every_entry_whole():
                 continue
             got = journal(port)
             if first_id is None:
-                first_id = got[-1]["id"]
+                first_id = got[0]["id"] - i
             # Entries of at most 3.7 KB: however the ring wraps, four fit.
             assert len(got) >= 4, len(got)
             assert sum(len(json.dumps(e["body"])) for e in got) <= 20000
