@@ -237,10 +237,12 @@ test('a mesh SMS-MFA login appears live, explained, with its state drawn', async
   assert.strictEqual(ex1.scenario, 'mesh-mfa-sms');
   assert.match(ex1.text, /mesh-mfa-sms/);
   if (e1.match) {
-    // The explanation names the step the engine took.
+    // The explanation names the binding and the step the engine took, with
+    // the step's condition as the scenario writes it.
     assert.strictEqual(ex1.step, String(e1.match.step.index + 1));
-    assert.match(ex1.text, new RegExp(`step ${e1.match.step.index + 1}`));
-    assert.match(ex1.text, /username = mfa\.sms@example\.com/);
+    await page.waitForFunction(() => /`password = pass123`/.test(document.querySelector('#explanation').textContent));
+    const text = await page.$eval('#explanation', (d) => d.textContent);
+    assert.match(text, /bound by username = mfa\.sms@example\.com, schemeType = usernamePassword; state password, step 2 `password = pass123` → mfaRequired/);
   } else {
     assert.match(ex1.text, /password → code/);
   }
@@ -273,7 +275,9 @@ test('a mesh SMS-MFA login appears live, explained, with its state drawn', async
   assert.strictEqual(ex2.scenario, 'mesh-mfa-sms');
   if (e2.match) {
     assert.strictEqual(ex2.step, String(e2.match.step.index + 1));
-    assert.match(ex2.text, /state code, step \d+ `mfaCode = 123456` → succeeded/);
+    await page.waitForFunction(() => /`mfaCode = 123456`/.test(document.querySelector('#explanation').textContent));
+    const text = await page.$eval('#explanation', (d) => d.textContent);
+    assert.match(text, /bound by username = mfa\.sms@example\.com.*; state code, step 2 `mfaCode = 123456` → succeeded/);
   } else {
     assert.match(ex2.text, /code → password/);
   }
