@@ -185,6 +185,14 @@ static void h_sms(struct app *app, const struct http_request *req, struct http_r
     onlyoffice_sms_outbox(app, admin_namespace(req, ns), resp);
 }
 
+static void h_totp(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char ns[64];
+    onlyoffice_totp(app, admin_namespace(req, ns), http_query_arg(req, "user"), resp);
+}
+
 /* ---- scenarios -------------------------------------------------------- */
 
 static void h_scenarios_list(struct app *app, const struct http_request *req,
@@ -451,6 +459,32 @@ static void h_requests_count(struct app *app, const struct http_request *req,
     cJSON_Delete(o);
 }
 
+/* One whole entry: request, response and the explanation of the answer. */
+static void h_request_show(struct app *app, const struct http_request *req,
+                           struct http_response *resp)
+{
+    if (authorize(app, req, resp))
+        return;
+    char *end;
+    errno = 0;
+    long id = strtol(req->params[0], &end, 10);
+    if (errno || end == req->params[0] || *end || id < 1) {
+        http_reply_error(resp, 400, "a journal entry id is a whole number from 1 (got '%s')",
+                         req->params[0]);
+        return;
+    }
+    cJSON *e = journal_get(app, id);
+    if (!e) {
+        http_reply_error(resp, 404,
+                         "there is no journal entry %ld (never recorded, cleared, or left the "
+                         "ring)",
+                         id);
+        return;
+    }
+    http_reply_json(resp, 200, NULL, e);
+    cJSON_Delete(e);
+}
+
 static void h_requests_clear(struct app *app, const struct http_request *req,
                              struct http_response *resp)
 {
@@ -475,6 +509,7 @@ const struct route admin_routes[] = {
     {"GET", "/__admin/clock", h_clock_get, "admin"},
     {"POST", "/__admin/clock", h_clock_post, "admin"},
     {"GET", "/__admin/onlyoffice/sms", h_sms, "admin"},
+    {"GET", "/__admin/onlyoffice/totp", h_totp, "admin"},
     {"GET", "/__admin/scenarios", h_scenarios_list, "admin"},
     {"POST", "/__admin/scenarios", h_scenarios_add, "admin"},
     {"GET", "/__admin/scenarios/{name}", h_scenario_show, "admin"},
@@ -484,5 +519,6 @@ const struct route admin_routes[] = {
     {"GET", "/__admin/requests", h_requests, "admin"},
     {"DELETE", "/__admin/requests", h_requests_clear, "admin"},
     {"GET", "/__admin/requests/count", h_requests_count, "admin"},
+    {"GET", "/__admin/requests/{id}", h_request_show, "admin"},
 };
 const size_t admin_route_count = sizeof admin_routes / sizeof admin_routes[0];

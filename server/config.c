@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +58,8 @@ struct opt_desc {
 };
 
 static const struct opt_desc opts[] = {
-    {"bind", 1, OPT_BIND, "AUTHMOCK_BIND", "ADDR", "address to listen on (default 127.0.0.1)"},
+    {"bind", 1, OPT_BIND, "AUTHMOCK_BIND", "ADDR",
+     "address to listen on, IPv4 or IPv6; :: serves IPv4 too (default 127.0.0.1)"},
     {"port", 1, OPT_PORT, "AUTHMOCK_PORT", "N",
      "port; 0 picks a free one and prints it (default 8080)"},
     {"db", 1, OPT_DB, "AUTHMOCK_DB", "PATH",
@@ -107,8 +110,9 @@ void config_usage(void)
 {
     printf("Usage: authmock [OPTION]...        serve the mock APIs\n"
            "       authmock check FILE|DIR...  validate scenario and fixture files\n"
-           "       authmock [OPTION]... health ask the server at --port (and --admin-token)\n"
-           "                                   whether it is healthy: exit 0 if so\n\n"
+           "       authmock [OPTION]... health ask the server at --bind and --port (with\n"
+           "                                   --admin-token) whether it is healthy: exit 0\n"
+           "                                   if so\n\n"
            "A local mock of the Mesh account-authentication API and the ONLYOFFICE\n"
            "DocSpace authentication API, for integration tests.\n\nOptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
@@ -134,19 +138,51 @@ const char *config_default_dir(const char *name)
     return paths[which][0];
 }
 
-static int parse_long(const char *text, long min, long max, long *out)
+/* What config_parse found wrong: one line per problem, all of them. */
+struct errors {
+    char *buf;
+    size_t cap, len;
+    int count;
+    const char *last_word; /* the word of the last unknown short option */
+};
+
+static void err_add(struct errors *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void err_add(struct errors *e, const char *fmt, ...)
+{
+    e->count++;
+    if (e->len + 1 >= e->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(e->buf + e->len, e->cap - e->len - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    e->len += (size_t)n < e->cap - e->len - 1 ? (size_t)n : e->cap - e->len - 2;
+    e->buf[e->len++] = '\n';
+    e->buf[e->len] = '\0';
+}
+
+/* A whole number in [min, max]; otherwise a problem naming the range. */
+static int parse_number(const char *origin, const char *text, long min, long max, long *out,
+                        struct errors *e)
 {
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
+    if (end == text || *end) {
+        err_add(e, "%s: '%s' is not a whole number (allowed: %ld to %ld)", origin, text, min, max);
         return -1;
+    }
+    if (errno || v < min || v > max) {
+        err_add(e, "%s: %s is out of range (allowed: %ld to %ld)", origin, text, min, max);
+        return -1;
+    }
     *out = v;
     return 0;
 }
 
-static int apply(struct config *cfg, int id, const char *val, const char *origin, char *err,
-                 size_t errlen)
+static int apply(struct config *cfg, int id, const char *val, const char *origin, struct errors *e)
 {
     long n;
     switch (id) {
@@ -154,8 +190,8 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
         cfg->bind = val;
         return 0;
     case OPT_PORT:
-        if (parse_long(val, 0, 65535, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 0, 65535, &n, e))
+            return -1;
         cfg->port = (int)n;
         return 0;
     case OPT_DB:
@@ -173,23 +209,27 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
         else if (strcmp(val, "server") == 0)
             cfg->profile = PROFILE_SERVER;
         else {
-            snprintf(err, errlen, "%s: '%s' is not a profile (documented or server)", origin, val);
+            err_add(e, "%s: '%s' is not a profile (allowed: documented or server)", origin, val);
             return -1;
         }
         return 0;
     case OPT_SEED: {
         char *end;
         errno = 0;
+        /* strtoull takes "-1" as a huge number: a seed has no sign. */
         unsigned long long s = strtoull(val, &end, 10);
-        if (errno || end == val || *end)
-            goto bad_number;
+        if (errno || end == val || *end || strchr(val, '-')) {
+            err_add(e, "%s: '%s' is not a whole number (allowed: 0 to %llu)", origin, val,
+                    (unsigned long long)UINT64_MAX);
+            return -1;
+        }
         cfg->seeded = 1;
         cfg->seed = s;
         return 0;
     }
     case OPT_ADMIN_TOKEN:
         if (!*val) {
-            snprintf(err, errlen, "%s: the admin token must not be empty", origin);
+            err_add(e, "%s: the admin token must not be empty", origin);
             return -1;
         }
         cfg->admin_token = val;
@@ -200,7 +240,7 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
         else if (strcmp(val, "json") == 0)
             cfg->log_json = 1;
         else {
-            snprintf(err, errlen, "%s: '%s' is not a log format (text or json)", origin, val);
+            err_add(e, "%s: '%s' is not a log format (allowed: text or json)", origin, val);
             return -1;
         }
         return 0;
@@ -208,13 +248,13 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
         cfg->quiet = !val || (strcmp(val, "0") != 0 && strcmp(val, "false") != 0 && *val);
         return 0;
     case OPT_JOURNAL_MAX:
-        if (parse_long(val, 0, 100000000, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 0, 100000000, &n, e))
+            return -1;
         cfg->journal_max = n;
         return 0;
     case OPT_JOURNAL_MAX_BYTES:
-        if (parse_long(val, 0, 1L << 40, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 0, 1L << 40, &n, e))
+            return -1;
         cfg->journal_max_bytes = n;
         return 0;
     case OPT_CORS:
@@ -227,36 +267,151 @@ static int apply(struct config *cfg, int id, const char *val, const char *origin
         cfg->tls_key = val;
         return 0;
     case OPT_THREADS:
-        if (parse_long(val, 1, 256, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 1, 256, &n, e))
+            return -1;
         cfg->threads = (int)n;
         return 0;
     case OPT_CONN_TIMEOUT:
-        if (parse_long(val, 1, 86400, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 1, 86400, &n, e))
+            return -1;
         cfg->connection_timeout = (int)n;
         return 0;
     case OPT_REQ_TIMEOUT:
-        if (parse_long(val, 1, 3600, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 1, 3600, &n, e))
+            return -1;
         cfg->request_timeout = (int)n;
         return 0;
     case OPT_MAX_CONN:
-        if (parse_long(val, 1, 1000000, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 1, 1000000, &n, e))
+            return -1;
         cfg->max_connections = (int)n;
         return 0;
     case OPT_MAX_SESSIONS:
     case OPT_MAX_TOKENS:
-        if (parse_long(val, 1, 100000000, &n))
-            goto bad_number;
+        if (parse_number(origin, val, 1, 100000000, &n, e))
+            return -1;
         *(id == OPT_MAX_SESSIONS ? &cfg->max_sessions : &cfg->max_tokens) = n;
         return 0;
     }
     return 0;
-bad_number:
-    snprintf(err, errlen, "%s: '%s' is not a valid number here", origin, val);
-    return -1;
+}
+
+/* Edit distance with adjacent transpositions (optimal string alignment), so
+ * that "prot" is one edit from "port". Long words are not compared. */
+static size_t edit_distance(const char *a, size_t la, const char *b)
+{
+    enum { MAXW = 40 };
+    size_t lb = strlen(b);
+    if (la >= MAXW || lb >= MAXW)
+        return MAXW;
+    size_t d[MAXW + 1][MAXW + 1];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The option a misspelt `arg` ("--prot", "-port", "--prot=80") was most
+ * likely meant to be, or NULL when none is close. */
+static const struct opt_desc *closest_option(const char *arg)
+{
+    while (*arg == '-')
+        arg++;
+    size_t len = strcspn(arg, "=");
+    const struct opt_desc *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < NOPTS; i++) {
+        size_t d = edit_distance(arg, len, opts[i].name);
+        /* Two edits make another word of a short name ("db" from "to"). */
+        if (d < best_d && (d <= 1 || len >= 5)) {
+            best = &opts[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* The argument after the refused option `bad`, when it looks like the value
+ * that option was meant to take. */
+static const char *value_after(const char *bad, int argc, char **argv)
+{
+    int at = 0;
+    while (at < argc && argv[at] != bad)
+        at++;
+    if (strchr(bad, '=') || at + 1 >= argc || argv[at + 1][0] == '-')
+        return NULL;
+    return argv[at + 1];
+}
+
+/* Reports the option getopt_long refused: unknown (with a likely meant one),
+ * ambiguous, missing its value, or given a value it does not take. Returns
+ * the next argument when the likely meant option takes it as its value, so
+ * that it is not reported again as an unexpected argument. */
+static const char *report_bad_option(int c, int argc, char **argv, struct errors *e)
+{
+    const struct opt_desc *known = NULL;
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].id == optopt)
+            known = &opts[i];
+    if (known && c == ':') {
+        err_add(e, "--%s needs a value (%s)", known->name, known->arg);
+        return NULL;
+    }
+    if (known) {
+        err_add(e, "--%s takes no value", known->name);
+        return NULL;
+    }
+    const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+    if (optopt > 0 && optopt < 256) {
+        /* An unknown short option: the word it is in ("-port" is reported
+         * once, not once per letter). */
+        if (optind < argc && argv[optind][0] == '-' && argv[optind][1] != '-' &&
+            strchr(argv[optind], optopt))
+            bad = argv[optind];
+        if (bad == e->last_word)
+            return NULL;
+        e->last_word = bad;
+    }
+    if (bad[0] == '-' && bad[1] == '-') {
+        /* An unambiguous prefix is accepted by getopt_long; list the
+         * options an ambiguous one could be. */
+        size_t len = strcspn(bad + 2, "=");
+        char list[256] = "";
+        int matches = 0, valued = 0;
+        for (size_t i = 0; len && i < NOPTS; i++) {
+            if (strncmp(opts[i].name, bad + 2, len) == 0) {
+                size_t n = strlen(list);
+                snprintf(list + n, sizeof list - n, "%s--%s", matches ? ", " : "", opts[i].name);
+                matches++;
+                valued += opts[i].has_arg;
+            }
+        }
+        if (matches > 1) {
+            err_add(e, "option '%.*s' is ambiguous: %s", (int)len + 2, bad, list);
+            return valued == matches ? value_after(bad, argc, argv) : NULL;
+        }
+    }
+    const struct opt_desc *meant = closest_option(bad);
+    if (!meant) {
+        err_add(e, "unknown option '%s'; see --help", bad);
+        return NULL;
+    }
+    err_add(e, "unknown option '%s'; did you mean --%s?", bad, meant->name);
+    return meant->has_arg ? value_after(bad, argc, argv) : NULL;
 }
 
 int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mode, int *first_arg,
@@ -277,11 +432,19 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     cfg->max_tokens = 10000;
     *mode = CONFIG_SERVE;
     *first_arg = argc;
+    struct errors e = {err, errlen, 0, 0, NULL};
+    if (errlen)
+        err[0] = '\0';
 
+    /* A variable's problem is kept aside: the command line may set the
+     * option anyway, and then the variable does not matter. */
+    char env_err[NOPTS][200];
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
-        if (v && apply(cfg, opts[i].id, v, opts[i].env, err, errlen))
-            return -1;
+        struct errors one = {env_err[i], sizeof env_err[i], 0, 0, NULL};
+        env_err[i][0] = '\0';
+        if (v)
+            apply(cfg, opts[i].id, v, opts[i].env, &one);
     }
 
     struct option longopts[NOPTS + 1];
@@ -293,10 +456,13 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
     }
     memset(&longopts[NOPTS], 0, sizeof longopts[NOPTS]);
 
+    /* Every bad option is reported, not only the first. */
+    const char *absorbed[16];
+    size_t nabsorbed = 0;
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
         if (c == 'h' || c == OPT_HELP) {
             *mode = CONFIG_HELP;
             return 0;
@@ -306,41 +472,51 @@ int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mo
             return 0;
         }
         if (c == '?' || c == ':') {
-            const char *bad = argv[optind - 1];
-            if (optopt)
-                snprintf(err, errlen, "option '%s' needs a value or is unknown; see --help", bad);
-            else
-                snprintf(err, errlen, "unknown option '%s'; see --help", bad);
-            return -1;
+            const char *value = report_bad_option(c, argc, argv, &e);
+            if (value && nabsorbed < sizeof absorbed / sizeof absorbed[0])
+                absorbed[nabsorbed++] = value;
+            continue;
         }
-        char origin[40];
-        for (size_t i = 0; i < NOPTS; i++)
-            if (opts[i].id == c)
+        for (size_t i = 0; i < NOPTS; i++) {
+            if (opts[i].id == c) {
+                char origin[40];
                 snprintf(origin, sizeof origin, "--%s", opts[i].name);
-        if (apply(cfg, c, optarg, origin, err, errlen))
-            return -1;
-    }
-    if (optind < argc) {
-        if (strcmp(argv[optind], "check") == 0) {
-            *mode = CONFIG_CHECK;
-            *first_arg = optind + 1;
-            if (*first_arg >= argc) {
-                snprintf(err, errlen, "check needs at least one FILE or DIR");
-                return -1;
+                env_err[i][0] = '\0';
+                apply(cfg, c, optarg, origin, &e);
             }
-            return 0;
         }
-        if (strcmp(argv[optind], "health") == 0 && optind + 1 == argc) {
+    }
+    for (size_t i = 0; i < NOPTS; i++)
+        if (env_err[i][0])
+            err_add(&e, "%.*s", (int)strcspn(env_err[i], "\n"), env_err[i]);
+
+    /* The value a misspelt option was given is not an argument of its own
+     * (there is a problem to report then, so the indexes need not be exact). */
+    int arg = optind, rest = argc - optind;
+    for (int i = optind; i < argc; i++) {
+        for (size_t k = 0; k < nabsorbed; k++) {
+            if (argv[i] == absorbed[k]) {
+                rest--;
+                arg += arg == i;
+            }
+        }
+    }
+    if (rest > 0) {
+        if (strcmp(argv[arg], "check") == 0) {
+            *mode = CONFIG_CHECK;
+            *first_arg = arg + 1;
+            if (rest == 1)
+                err_add(&e, "check needs at least one FILE or DIR");
+        } else if (strcmp(argv[arg], "health") == 0 && rest == 1) {
             *mode = CONFIG_HEALTH;
-            return 0;
+        } else {
+            err_add(&e, "unexpected argument '%s'; see --help", argv[arg]);
         }
-        snprintf(err, errlen, "unexpected argument '%s'; see --help", argv[optind]);
-        return -1;
     }
-    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
-        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+    if (*mode == CONFIG_SERVE && (cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+        err_add(&e, "--tls-cert and --tls-key go together");
+    if (e.count)
         return -1;
-    }
     if (!cfg->fixtures)
         cfg->fixtures = config_default_dir("fixtures");
     if (!cfg->scenarios)

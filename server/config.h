@@ -40,7 +40,8 @@ enum config_mode { CONFIG_SERVE, CONFIG_HELP, CONFIG_VERSION, CONFIG_CHECK, CONF
 
 /* Parses argv and the environment. On success returns 0, sets *mode and, for
  * CONFIG_CHECK, *first_arg to the index of the first path. On error returns -1
- * with a one-line message in err. */
+ * with every problem in err, one line each (ending in a newline): the option
+ * or variable at fault and what it allows. */
 int config_parse(int argc, char **argv, struct config *cfg, enum config_mode *mode, int *first_arg,
                  char *err, size_t errlen);
 void config_usage(void);

@@ -189,17 +189,11 @@ static void take_file(struct fixtures *f, const char *path, const char *api, cJS
     }
 }
 
-static void load_path(struct fixtures *f, const char *path, const char *api, struct problems *p)
+static void load_text(struct fixtures *f, const char *path, const char *api, const char *text,
+                      size_t len, struct problems *p)
 {
-    size_t len;
-    char *text = file_read(path, &len);
-    if (!text) {
-        problems_add(p, path, "$", "cannot read: %s", strerror(errno));
-        return;
-    }
     size_t off;
     cJSON *doc = json_parse(text, len, &off);
-    free(text);
     if (!doc) {
         char where[64];
         snprintf(where, sizeof where, "$ (byte %zu)", off);
@@ -208,6 +202,18 @@ static void load_path(struct fixtures *f, const char *path, const char *api, str
     }
     take_file(f, path, api, doc, p);
     cJSON_Delete(doc);
+}
+
+static void load_path(struct fixtures *f, const char *path, const char *api, struct problems *p)
+{
+    size_t len;
+    char *text = file_read(path, &len);
+    if (!text) {
+        problems_add(p, path, "$", "cannot read: %s", strerror(errno));
+        return;
+    }
+    load_text(f, path, api, text, len, p);
+    free(text);
 }
 
 struct walk_ctx {
@@ -232,10 +238,10 @@ int fixtures_load(struct fixtures *f, const char *dir, struct problems *p)
     return p->count - before;
 }
 
-int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p)
+/* The API of a fixture file: the name of the directory holding it. NULL,
+ * with a problem added, when that is neither mesh nor onlyoffice. */
+static const char *file_api(const char *path, struct problems *p)
 {
-    int before = p->count;
-    /* The API is the name of the directory holding the file. */
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", path);
     char *slash = strrchr(copy, '/');
@@ -245,11 +251,30 @@ int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p)
         char *parent = strrchr(copy, '/');
         api = parent ? parent + 1 : copy;
     }
-    if (strcmp(api, "mesh") != 0 && strcmp(api, "onlyoffice") != 0) {
-        problems_add(p, path, "$", "a fixture file belongs in a mesh/ or onlyoffice/ directory");
-        return p->count - before;
-    }
-    load_path(f, path, api, p);
+    if (strcmp(api, "mesh") == 0)
+        return "mesh";
+    if (strcmp(api, "onlyoffice") == 0)
+        return "onlyoffice";
+    problems_add(p, path, "$", "a fixture file belongs in a mesh/ or onlyoffice/ directory");
+    return NULL;
+}
+
+int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p)
+{
+    int before = p->count;
+    const char *api = file_api(path, p);
+    if (api)
+        load_path(f, path, api, p);
+    return p->count - before;
+}
+
+int fixtures_load_text(struct fixtures *f, const char *path, const char *text, size_t len,
+                       struct problems *p)
+{
+    int before = p->count;
+    const char *api = file_api(path, p);
+    if (api)
+        load_text(f, path, api, text, len, p);
     return p->count - before;
 }
 

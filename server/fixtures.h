@@ -29,6 +29,10 @@ int fixtures_load(struct fixtures *f, const char *dir, struct problems *p);
 /* Loads one fixture file into `f` (for `authmock check`); the API is the name
  * of the directory holding it. Returns the number of problems added. */
 int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p);
+/* The same for `len` bytes of `text` said to be the file at `path` (whose
+ * directory names the API), without reading it. */
+int fixtures_load_text(struct fixtures *f, const char *path, const char *text, size_t len,
+                       struct problems *p);
 int fixtures_persist(const struct fixtures *f, struct store *s);
 size_t fixtures_count(const struct fixtures *f);
 void fixtures_free(struct fixtures *f);

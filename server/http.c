@@ -56,7 +56,8 @@ struct request_ctx {
     int status;
     char method[16];
     char path[256];
-    char query[512];
+    char query[512];     /* decoded, for the API modules */
+    char raw_query[512]; /* as received (still %- and +-encoded), for the log and journal */
 };
 
 /* ---- delayed replies -------------------------------------------------- */
@@ -138,18 +139,33 @@ static int timer_schedule(struct MHD_Connection *conn, double due)
 
 /* ---- request helpers -------------------------------------------------- */
 
+/* A request made in-process has no connection: its fields answer instead. */
+static const char *field(const struct http_request *r, enum http_field_kind kind, const char *name)
+{
+    for (size_t i = 0; i < r->nfields; i++)
+        if (r->fields[i].kind == kind && strcasecmp(r->fields[i].name, name) == 0)
+            return r->fields[i].value;
+    return NULL;
+}
+
 const char *http_header(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_HEADER, name);
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
 const char *http_query_arg(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_QUERY, name);
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_cookie(const struct http_request *r, const char *name)
 {
+    if (!r->conn)
+        return field(r, HTTP_FIELD_COOKIE, name);
     return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
 }
 
@@ -217,6 +233,7 @@ static void drop_shared(struct http_response *resp)
 {
     if (resp->release)
         resp->release(resp->release_cls);
+    resp->journal_form = NULL;
     resp->shared_body = NULL;
     resp->release = NULL;
     resp->release_cls = NULL;
@@ -293,6 +310,16 @@ void http_add_header(struct http_response *resp, const char *name, const char *v
     resp->header_values[resp->nheaders++] = strdup(value);
 }
 
+void http_set_outcome(struct http_response *resp, const char *word)
+{
+    size_t n = 0;
+    for (; word && *word && n + 1 < sizeof resp->outcome; word++)
+        if ((*word >= 'a' && *word <= 'z') || (*word >= 'A' && *word <= 'Z') ||
+            (*word >= '0' && *word <= '9') || *word == '.' || *word == '-' || *word == '_')
+            resp->outcome[n++] = *word;
+    resp->outcome[n] = '\0';
+}
+
 int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply)
 {
     const cJSON *body = cJSON_GetObjectItemCaseSensitive(reply, "body");
@@ -327,15 +354,18 @@ void http_apply_reply_extras(struct http_response *resp, const cJSON *reply)
         resp->fault = FAULT_DROP;
     else if (strcmp(f, "truncate") == 0)
         resp->fault = FAULT_TRUNCATE;
-    else if (strcmp(f, "malformed") == 0 && resp->body_len > 2)
+    else if (strcmp(f, "malformed") == 0 && resp->body_len > 2) {
         resp->body_len = resp->body_len * 2 / 3; /* well delimited, but not JSON */
+        resp->fault = FAULT_MALFORMED;
+    }
 }
 
-static void response_free(struct http_response *resp)
+void http_response_free(struct http_response *resp)
 {
     if (!resp)
         return;
     free(resp->body);
+    free(resp->match);
     drop_shared(resp);
     if (resp->stream_free)
         resp->stream_free(resp->stream_cls);
@@ -373,10 +403,39 @@ static void truncated_free(void *cls)
     free(t);
 }
 
+/* The outcome word of an answer: the API module's, else ok or error by status. */
+static const char *outcome_of(const struct http_response *resp)
+{
+    if (resp->outcome[0])
+        return resp->outcome;
+    if (resp->api && strcmp(resp->api, "admin") == 0)
+        return NULL;
+    return resp->status >= 400 || resp->status == 0 ? "error" : "ok";
+}
+
+struct header_list {
+    const char *names[HTTP_MAX_FIELDS];
+    const char *values[HTTP_MAX_FIELDS];
+    size_t n;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct header_list *h = cls;
+    (void)kind;
+    if (h->n < HTTP_MAX_FIELDS) {
+        h->names[h->n] = key;
+        h->values[h->n++] = value ? value : "";
+    }
+    return MHD_YES;
+}
+
 /* Journals a request before its answer goes out, so a client that reads the
  * journal right after its call finds the call there. Admin calls are not
  * journaled: a test reading the journal must not see itself. */
-static void journal_request(struct app *app, struct request_ctx *ctx, struct http_response *resp)
+static void journal_request(struct app *app, struct MHD_Connection *conn, struct request_ctx *ctx,
+                            struct http_response *resp)
 {
     /* A code in the path stays out of the journal and the log however the
      * request was answered (405 for another method, 413 before routing...). */
@@ -384,8 +443,32 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
         router_log_path(ctx->path, resp->log_path, sizeof resp->log_path);
     if (resp->api && strcmp(resp->api, "admin") == 0)
         return;
+    if (!app->journal)
+        return;
     char masked[700];
-    log_mask_query(ctx->query, masked, sizeof masked);
+    log_mask_query(ctx->raw_query, masked, sizeof masked);
+    /* The headers as received (pointers into libmicrohttpd's pool) and as
+     * they will be sent; the journal masks the secret ones. */
+    struct header_list req_h = {.n = 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &req_h);
+    const char *rnames[HTTP_MAX_HEADERS + 4], *rvalues[HTTP_MAX_HEADERS + 4];
+    size_t nr = 0;
+    int own_type = 0;
+    for (int i = 0; i < resp->nheaders; i++)
+        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
+    if (resp->content_type && !own_type) {
+        rnames[nr] = "Content-Type";
+        rvalues[nr++] = resp->content_type;
+    }
+    for (int i = 0; i < resp->nheaders; i++) {
+        rnames[nr] = resp->header_names[i];
+        rvalues[nr++] = resp->header_values[i];
+    }
+    if (app->cfg.cors) {
+        rnames[nr] = "Access-Control-Allow-Origin";
+        rvalues[nr++] = app->cfg.cors;
+    }
+    static const char *const faults[] = {NULL, "drop", "truncate", "malformed"};
     struct journal_entry e = {
         .at = clock_now_ns(resp->ns),
         .ns = resp->ns,
@@ -402,6 +485,23 @@ static void journal_request(struct app *app, struct request_ctx *ctx, struct htt
         .body = ctx->body.data,
         .body_len = ctx->body.len,
         .body_secret = resp->body_secret,
+        .body_is_json = resp->body_is_json,
+        .outcome = outcome_of(resp),
+        .req_header_names = req_h.names,
+        .req_header_values = req_h.values,
+        .nreq_headers = req_h.n,
+        .resp_header_names = rnames,
+        .resp_header_values = rvalues,
+        .nresp_headers = nr,
+        .resp_body = resp->shared_body ? resp->shared_body : resp->body,
+        .resp_body_len = resp->fault == FAULT_DROP ? 0 : resp->body_len,
+        .resp_body_form =
+            resp->shared_body && resp->fault == FAULT_NONE ? resp->journal_form : NULL,
+        .resp_body_form_len = resp->journal_form_len,
+        .fault = faults[resp->fault],
+        .secret_path = resp->log_path[0] ? ctx->path : NULL,
+        .delay_ms = resp->delay_ms,
+        .match = resp->match,
     };
     journal_record(app, &e);
 }
@@ -465,6 +565,8 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
     memcpy(ctx->log.state_from, resp->state_from, sizeof ctx->log.state_from);
     memcpy(ctx->log.state_to, resp->state_to, sizeof ctx->log.state_to);
     memcpy(ctx->log.user, resp->user, sizeof ctx->log.user);
+    const char *outcome = outcome_of(resp);
+    snprintf(ctx->log.outcome, sizeof ctx->log.outcome, "%s", outcome ? outcome : "");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)resp->status, r);
     MHD_destroy_response(r);
     ctx->answered = 1;
@@ -475,13 +577,13 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
 static enum MHD_Result finish(struct app *app, struct MHD_Connection *conn, struct request_ctx *ctx,
                               struct http_response *resp)
 {
-    journal_request(app, ctx, resp);
+    journal_request(app, conn, ctx, resp);
     enum MHD_Result r = MHD_NO;
     if (resp->fault == FAULT_DROP)
         ctx->status = 0;
     else
         r = send_response(app, conn, ctx, resp);
-    response_free(resp);
+    http_response_free(resp);
     return r;
 }
 
@@ -514,7 +616,7 @@ static enum MHD_Result refuse_early(struct app *app, struct MHD_Connection *conn
     struct http_response resp = {0};
     http_reply_error(&resp, status, "%s", message);
     conntrack_received(conntrack_of(conn));
-    journal_request(app, ctx, &resp);
+    journal_request(app, conn, ctx, &resp);
     enum MHD_Result r = send_response(app, conn, ctx, &resp);
     free(resp.body);
     return r;
@@ -570,6 +672,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         if (q)
             *(char *)(q + 1) = '\0';
     }
+    /* Logged as received: a decoded "user 1" or "a&b" would split a line
+     * that is read by whitespace and '&'. */
+    if (q)
+        snprintf(ctx->raw_query, sizeof ctx->raw_query, "%s", q + 1);
     return ctx;
 }
 
@@ -735,7 +841,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         /* The reaper answered 408 on the socket; journal it like any answer. */
         struct http_response resp = {0};
         http_reply_error(&resp, 408, "request timeout");
-        journal_request(app, ctx, &resp);
+        journal_request(app, conn, ctx, &resp);
         if (resp.log_path[0])
             snprintf(ctx->path, sizeof ctx->path, "%s", resp.log_path);
         free(resp.body);
@@ -744,7 +850,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct log_request line = {
         .method = ctx->method,
         .path = ctx->path,
-        .query = ctx->query,
+        .query = ctx->raw_query,
         .status = ctx->status,
         .latency_ms = (clock_monotonic() - ctx->started) * 1000.0,
         .api = ctx->log.api,
@@ -752,9 +858,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .scenario = ctx->log.scenario[0] ? ctx->log.scenario : NULL,
         .state_from = ctx->log.state_from[0] ? ctx->log.state_from : NULL,
         .state_to = ctx->log.state_to[0] ? ctx->log.state_to : NULL,
+        .outcome = ctx->log.outcome[0] ? ctx->log.outcome : NULL,
     };
     log_request(&line);
-    response_free(ctx->pending);
+    http_response_free(ctx->pending);
     buf_free(&ctx->body);
     free(ctx);
     *con_cls = NULL;
@@ -854,27 +961,54 @@ static void on_mhd_panic(void *cls, const char *file, unsigned int line, const c
     abort();
 }
 
-int http_serve(struct app *app, char *err, size_t errlen)
+/* Binds and listens on --bind and --port here rather than in libmicrohttpd,
+ * so that a failure names the system's reason ("Address already in use",
+ * "Cannot assign requested address"), and so that an IPv6 socket is dual
+ * stack: `--bind ::` serves IPv4 clients too, as users of the any-address
+ * expect (Linux may default IPV6_V6ONLY to on, libmicrohttpd sets it on
+ * unless told otherwise). Returns the socket, or -1 with the reason. */
+static int listen_socket(const struct config *cfg, char *err, size_t errlen)
 {
-    MHD_set_panic_func(on_mhd_panic, NULL);
-    const struct config *cfg = &app->cfg;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
     if (inet_pton(AF_INET, cfg->bind, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof *sin;
     } else if (inet_pton(AF_INET6, cfg->bind, &sin6->sin6_addr) == 1) {
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)cfg->port);
-        flags |= MHD_USE_IPv6;
+        len = sizeof *sin6;
     } else {
         snprintf(err, errlen, "--bind %s: not an IPv4 or IPv6 address", cfg->bind);
         return -1;
     }
+    int one = 1, off = 0;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int http_serve(struct app *app, char *err, size_t errlen)
+{
+    MHD_set_panic_func(on_mhd_panic, NULL);
+    const struct config *cfg = &app->cfg;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (strchr(cfg->bind, ':'))
+        flags |= MHD_USE_DUAL_STACK;
     char *cert = NULL, *key = NULL;
     if (cfg->tls_cert) {
         if (!(cert = read_pem(cfg->tls_cert, err, errlen)) ||
@@ -885,11 +1019,18 @@ int http_serve(struct app *app, char *err, size_t errlen)
         flags |= MHD_USE_TLS;
     }
     int max_connections = connection_limit(cfg->max_connections, err, errlen);
-    if (max_connections < 0) {
+    int fd = max_connections < 0 ? -1 : listen_socket(cfg, err, errlen);
+    if (fd < 0) {
         free(cert);
         free(key);
         return -1;
     }
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    int port = cfg->port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned int threads =
         cfg->threads > 0 ? (unsigned int)cfg->threads : (unsigned int)(ncpu > 0 ? ncpu : 2);
@@ -911,21 +1052,23 @@ int http_serve(struct app *app, char *err, size_t errlen)
     events_start(app);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, app, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!d) {
-        snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)", cfg->bind,
-                 cfg->port);
+        /* libmicrohttpd has logged why. It closes the listen socket on some
+         * of its failures and not on others: the socket is left to the exit
+         * that follows rather than risk closing a descriptor twice. */
+        snprintf(err, errlen, "cannot serve on %s port %d: libmicrohttpd did not start%s",
+                 cfg->bind, port,
+                 cert ? " (are --tls-cert and --tls-key a matching PEM pair?)" : "");
         free(cert);
         free(key);
         return -1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    int port = info ? info->port : cfg->port;
     app->port = port;
     app->tls = cert != NULL;
     timer.stop = 0;

@@ -21,19 +21,31 @@
 struct app;
 struct MHD_Connection;
 
+/* A header, query argument or cookie of a request made without a
+ * connection, as the fuzz targets make them in-process. */
+enum http_field_kind { HTTP_FIELD_HEADER, HTTP_FIELD_QUERY, HTTP_FIELD_COOKIE };
+struct http_field {
+    enum http_field_kind kind;
+    const char *name;
+    const char *value;
+};
+
 struct http_request {
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL: headers, query and cookies are in `fields` */
     const char *method;
     const char *path;
-    const char *query; /* decoded "k=v&k=v" for logs, "" when none */
+    const char *query; /* decoded "k=v&k=v", "" when none (logs show the raw one) */
     const char *body;  /* not NUL-terminated: use body_len */
     size_t body_len;
     const char *client_ip;
     const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the matched route, decoded */
     size_t nparams;
+    const struct http_field *fields; /* read only when conn is NULL */
+    size_t nfields;
 };
 
-enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE };
+/* MALFORMED: the body was cut to two thirds (sent whole as that): for the journal. */
+enum http_fault { FAULT_NONE, FAULT_DROP, FAULT_TRUNCATE, FAULT_MALFORMED };
 
 struct http_response {
     int status;
@@ -50,6 +62,10 @@ struct http_response {
     ssize_t (*stream)(void *cls, uint64_t pos, char *buf, size_t max);
     void (*stream_free)(void *cls);
     void *stream_cls;
+    /* The journal's stored form of the shared body (journal_body_form), kept
+     * beside it and valid as long as it is; or NULL. */
+    const char *journal_form;
+    size_t journal_form_len;
     char *header_names[HTTP_MAX_HEADERS];
     char *header_values[HTTP_MAX_HEADERS];
     int nheaders;
@@ -66,14 +82,27 @@ struct http_response {
     /* A body member this request carries a secret in (an API key as mesh's
      * username): the journal masks it too. A static string. */
     const char *body_secret;
+    /* The API module parsed the request body as JSON: the journal masks it
+     * by a scan of its text instead of parsing it again. */
+    int body_is_json;
+    /* What the answer meant (succeeded, mfaRequired, limited, unbound...),
+     * for the journal and the log line; set with http_set_outcome. */
+    char outcome[32];
+    /* The scenario engine's explanation of the answer, JSON text (malloc'd,
+     * owned), built only when the journal is on. */
+    char *match;
 };
 
+/* Look-ups ignore the case of `name`, as libmicrohttpd's do; the first match wins. */
 const char *http_header(const struct http_request *r, const char *name);
 const char *http_query_arg(const struct http_request *r, const char *name);
 const char *http_cookie(const struct http_request *r, const char *name);
 /* Whether the request's Content-Type is one ASP.NET Core's JSON input
  * formatter reads: application/json, text/json or application/...+json. */
 int http_json_content_type(const struct http_request *r);
+
+/* Frees a calloc'd reply and everything it holds (releasing a shared body). */
+void http_response_free(struct http_response *resp);
 
 /* Sets the body to `tree` rendered (the tree stays the caller's). */
 void http_reply_json(struct http_response *resp, int status, const char *content_type,
@@ -96,6 +125,8 @@ void http_reply_stream(struct http_response *resp, int status, const char *conte
                        ssize_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
                        void (*free_cls)(void *cls), void *cls);
 void http_add_header(struct http_response *resp, const char *name, const char *value);
+/* Sets resp->outcome to `word` (letters, digits, '.', '-', '_'; others dropped). */
+void http_set_outcome(struct http_response *resp, const char *word);
 /* A scenario reply's "body" override with `status`: a string is sent as it is,
  * any other JSON value rendered. Returns 0 when the reply has no body. */
 int http_reply_body_override(struct http_response *resp, int status, const cJSON *reply);

@@ -389,6 +389,21 @@ static int render_item(struct buf *o, const cJSON *item)
     }
 }
 
+int json_append(struct buf *b, const cJSON *item)
+{
+    return item ? render_item(b, item) : buf_append(b, "null", 4);
+}
+
+int json_append_string(struct buf *b, const char *s)
+{
+    return s ? render_string(b, s) : buf_append(b, "null", 4);
+}
+
+int json_append_number(struct buf *b, double d)
+{
+    return render_number(b, d, d >= -2147483648.0 && d <= 2147483647.0 ? (int)d : 0);
+}
+
 char *json_render(const cJSON *item, size_t *len)
 {
     /* Replies are a few hundred bytes to a few KiB: start where most end. */
@@ -529,6 +544,16 @@ int b64_decode(const char *text, char **out, size_t *out_len)
         free(dst);
         return -1;
     }
+    /* nettle skips white space ("cGFz czEy Mw==" is "pass123" to it): only
+     * the one encoding of the bytes is canonical, so they must encode back
+     * to the text. */
+    char *again = b64_encode(dst, n);
+    int canonical = again && strcmp(again, text) == 0;
+    free(again);
+    if (!canonical) {
+        free(dst);
+        return -1;
+    }
     dst[n] = '\0';
     *out = dst;
     *out_len = n;
@@ -555,6 +580,31 @@ void sha1_hex(const void *data, size_t len, char out[41])
     hex_encode(digest, sizeof digest, out);
 }
 
+/* Appends `s` so that it stays on one line of UTF-8 whatever a file holds (a
+ * key "a\nb" would otherwise start a problem of its own): a control
+ * character, DEL or byte of invalid UTF-8 is written \xXX, as in the log. */
+static void append_one_line(struct buf *b, const char *s)
+{
+    size_t left = strlen(s);
+    while (left > 0) {
+        size_t run = 0, len = 1;
+        while (run < left) {
+            unsigned char c = (unsigned char)s[run];
+            len = c >= 0x80 ? json_utf8_len((const unsigned char *)s + run, left - run) : 1;
+            if (c < 0x20 || c == 0x7f || len == 0)
+                break;
+            run += len;
+        }
+        buf_append(b, s, run);
+        if (run < left) {
+            buf_printf(b, "\\x%02x", (unsigned char)s[run]);
+            run++;
+        }
+        s += run;
+        left -= run;
+    }
+}
+
 void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)
 {
     char msg[512];
@@ -562,7 +612,12 @@ void problems_add(struct problems *p, const char *file, const char *path, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    buf_printf(&p->text, "%s: %s: %s\n", file, path, msg);
+    append_one_line(&p->text, file);
+    buf_append(&p->text, ": ", 2);
+    append_one_line(&p->text, path);
+    buf_append(&p->text, ": ", 2);
+    append_one_line(&p->text, msg);
+    buf_append(&p->text, "\n", 1);
     p->count++;
 }
 

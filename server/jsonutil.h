@@ -44,6 +44,11 @@ cJSON *json_add_str_or_null(cJSON *obj, const char *key, const char *value);
 int json_merge(cJSON *dst, const cJSON *src);
 /* Renders unformatted JSON; the caller frees the result with free(). */
 char *json_render(const cJSON *item, size_t *len);
+/* Append the JSON text of an item, a string (NULL: null) or a number to b,
+ * as json_render writes them: for building JSON text without a cJSON tree. */
+int json_append(struct buf *b, const cJSON *item);
+int json_append_string(struct buf *b, const char *s);
+int json_append_number(struct buf *b, double d);
 /* Parses exactly `len` bytes; on failure returns NULL and sets *err_offset. */
 cJSON *json_parse(const char *data, size_t len, size_t *err_offset);
 /* As strict as System.Text.Json: UTF-8 only, control characters escaped,

@@ -21,15 +21,22 @@ struct log_request {
     const char *scenario; /* scenario name or NULL */
     const char *state_from;
     const char *state_to;
+    const char *outcome; /* what the answer meant (succeeded, mfaRequired, limited...) or NULL */
 };
 
 void log_init(enum log_format format, int quiet);
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_request(const struct log_request *r);
-/* Copies `query` into out (size cap) with the values of secret-looking parameters masked. */
+/* Copies the raw `query` into out (size cap) with the values of secret-looking
+ * parameters masked (names compared decoded) and bytes that do not belong in a
+ * URL %XX-encoded; a parameter that does not fit is left out whole. */
 void log_mask_query(const char *query, char *out, size_t cap);
 /* Whether a field or parameter name names a secret (password, code, token, secret, key...). */
 int log_is_secret_name(const char *name, size_t len);
+/* Whether a header's value is a secret: Authorization, Cookie, X-Client-Secret,
+ * X-Api-Key, Proxy-Authorization... (a secret-looking name once '-' and '_'
+ * are dropped). */
+int log_is_secret_header(const char *name);
 
 #endif

@@ -120,33 +120,78 @@ static int run_check(char **paths, int n)
     return 0;
 }
 
+/* Connects to the server `authmock health` asks: --bind itself, or for an
+ * any-address the loopback of its family (`::` serves IPv4 too, so 127.0.0.1
+ * is tried when ::1 is not there). Returns the socket, -1 with the addresses
+ * tried in `tried`, or -2 when --bind is not an address. `where` is the
+ * address connected to, as a Host header names it. */
+static int health_connect(const struct config *cfg, char *where, size_t cap, char *tried,
+                          size_t tcap)
+{
+    const char *hosts[2] = {cfg->bind, NULL};
+    if (strcmp(cfg->bind, "0.0.0.0") == 0) {
+        hosts[0] = "127.0.0.1";
+    } else if (strcmp(cfg->bind, "::") == 0) {
+        hosts[0] = "::1";
+        hosts[1] = "127.0.0.1";
+    }
+    int fd = -1;
+    tried[0] = '\0';
+    for (int i = 0; i < 2 && hosts[i] && fd < 0; i++) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        socklen_t len;
+        int v6 = strchr(hosts[i], ':') != NULL;
+        snprintf(where, cap, "%s%s%s:%d", v6 ? "[" : "", hosts[i], v6 ? "]" : "", cfg->port);
+        size_t t = strlen(tried);
+        snprintf(tried + t, tcap - t, "%s%s", t ? " or " : "", where);
+        if (inet_pton(AF_INET, hosts[i], &sin->sin_addr) == 1) {
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons((uint16_t)cfg->port);
+            len = sizeof *sin;
+        } else if (inet_pton(AF_INET6, hosts[i], &sin6->sin6_addr) == 1) {
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_port = htons((uint16_t)cfg->port);
+            len = sizeof *sin6;
+        } else {
+            return -2;
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {.tv_sec = 3};
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+    }
+    return fd;
+}
+
 /* `authmock health`: GET /__admin/health on the configured port, for container
- * health checks where no HTTP client is installed. Exit 0 on 200 "ok". */
+ * health checks where no HTTP client is installed. Exit 0 on 200 "ok"; else
+ * exit 1 with one line saying why. */
 static int run_health(const struct config *cfg)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
-    /* A server bound to every address answers on loopback. */
-    const char *host = strcmp(cfg->bind, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->bind;
-    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
-        fprintf(stderr, "authmock health: --bind %s is not an IPv4 address\n", cfg->bind);
+    char where[80], tried[200];
+    int fd = health_connect(cfg, where, sizeof where, tried, sizeof tried);
+    if (fd == -2) {
+        fprintf(stderr, "authmock health: --bind %s is not an IPv4 or IPv6 address\n", cfg->bind);
         return 1;
     }
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 3};
-    if (fd < 0)
-        return 1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        fprintf(stderr, "authmock health: nothing listens on %s:%d\n", host, cfg->port);
-        close(fd);
+    if (fd < 0) {
+        fprintf(stderr, "authmock health: nothing listens on %s\n", tried);
         return 1;
     }
     char req[512];
     int n = snprintf(req, sizeof req, "GET /__admin/health HTTP/1.0\r\nHost: %s\r\n%s%s%s\r\n",
-                     host, cfg->admin_token ? "Authorization: Bearer " : "",
+                     where, cfg->admin_token ? "Authorization: Bearer " : "",
                      cfg->admin_token ? cfg->admin_token : "", cfg->admin_token ? "\r\n" : "");
-    char resp[2048];
+    char resp[4096];
     size_t got = 0;
     if (n > 0 && n < (int)sizeof req && write(fd, req, (size_t)n) == n) {
         ssize_t r;
@@ -155,11 +200,30 @@ static int run_health(const struct config *cfg)
     }
     close(fd);
     resp[got] = '\0';
-    int ok = got >= 12 && memcmp(resp, "HTTP/1.", 7) == 0 && memcmp(resp + 8, " 200", 4) == 0 &&
-             strstr(resp, "\"status\":\"ok\"") != NULL;
-    if (!ok)
-        fprintf(stderr, "authmock health: unhealthy: %.80s\n", got ? resp : "no answer");
-    return ok ? 0 : 1;
+    int status = 0;
+    if (got < 12 || memcmp(resp, "HTTP/1.", 7) != 0 || sscanf(resp + 8, " %3d", &status) != 1) {
+        fprintf(stderr, "authmock health: no HTTP answer from %s\n", where);
+        return 1;
+    }
+    const char *body = strstr(resp, "\r\n\r\n");
+    body = body ? body + 4 : "";
+    if (status == 200 && strstr(body, "\"status\":\"ok\""))
+        return 0;
+    if (status == 401) {
+        fprintf(stderr, "authmock health: 401: %s\n",
+                cfg->admin_token ? "the server refused this admin token; pass the one it runs "
+                                   "with (--admin-token or AUTHMOCK_ADMIN_TOKEN)"
+                                 : "pass --admin-token or AUTHMOCK_ADMIN_TOKEN");
+        return 1;
+    }
+    /* The body on one line, whatever it holds. */
+    char shown[201];
+    size_t k = 0;
+    for (const char *c = body; *c && k + 1 < sizeof shown; c++)
+        shown[k++] = (unsigned char)*c < 0x20 ? ' ' : *c;
+    shown[k] = '\0';
+    fprintf(stderr, "authmock health: unhealthy: %d %s\n", status, shown);
+    return 1;
 }
 
 static int persist_data(struct app *app)
@@ -187,8 +251,13 @@ int main(int argc, char **argv)
     enum config_mode mode;
     int first;
     char err[1024];
-    if (config_parse(argc, argv, &app.cfg, &mode, &first, err, sizeof err)) {
-        fprintf(stderr, "authmock: %s\n", err);
+    char bad[4096];
+    if (config_parse(argc, argv, &app.cfg, &mode, &first, bad, sizeof bad)) {
+        for (const char *line = bad; *line;) {
+            size_t n = strcspn(line, "\n");
+            fprintf(stderr, "authmock: %.*s\n", (int)n, line);
+            line += n + (line[n] == '\n');
+        }
         return 2;
     }
     if (mode == CONFIG_HELP) {

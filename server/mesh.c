@@ -10,6 +10,7 @@
  * and the very scenarios that drive /authenticate.
  */
 #include "mesh.h"
+#include "journal.h"
 #include "app.h"
 #include "clock.h"
 #include "http.h"
@@ -253,9 +254,22 @@ static cJSON *envelope(cJSON *content, int with_content, const char *status, con
     return env;
 }
 
+/* The outcome of an envelope: content.status (succeeded, mfaRequired...), else
+ * the envelope's status when it is not ok (locked, tooManyRequest...). */
+static void envelope_outcome(struct http_response *resp, const cJSON *env)
+{
+    const char *word = json_str(cJSON_GetObjectItemCaseSensitive(env, "content"), "status");
+    const char *status = json_str(env, "status");
+    if (!word && status && strcmp(status, "ok") != 0)
+        word = status;
+    if (word)
+        http_set_outcome(resp, word);
+}
+
 static void send_envelope(struct http_response *resp, cJSON *env, const char *status)
 {
     int http = mesh_http_status(status);
+    envelope_outcome(resp, env);
     http_reply_json(resp, http ? http : 200, NULL, env);
     cJSON_Delete(env);
 }
@@ -326,7 +340,21 @@ static int integration_up(const cJSON *integ, double now)
            (cJSON_IsNumber(start) && now < start->valuedouble);
 }
 
-/* The client headers must name a client of the fixtures; answers 401 otherwise. */
+/* `s` clipped to fit `out` (with "..." when cut), anything unprintable, a
+ * space or a quote as '?': safe inside a quoted message and a log line. */
+static const char *printable(const char *s, char *out, size_t cap)
+{
+    size_t n = 0, len = strlen(s);
+    for (; n < len && n + 4 < cap; n++)
+        out[n] = s[n] > 0x20 && s[n] < 0x7f && s[n] != '\'' ? s[n] : '?';
+    snprintf(out + n, cap - n, "%s", n < len ? "..." : "");
+    return out;
+}
+
+/* The client headers must name a client of the fixtures; answers 401 otherwise.
+ * The message is Mesh's own, followed by which header is missing or which
+ * value is unknown (a client id is shown, a secret never), also logged: a
+ * test that sends a misspelt header learns why from the answer. */
 static const cJSON *check_client(struct app *app, const struct http_request *req,
                                  struct http_response *resp)
 {
@@ -336,9 +364,29 @@ static const cJSON *check_client(struct app *app, const struct http_request *req
     const char *want = client ? json_str(client, "clientSecret") : NULL;
     if (client && secret && want && strcmp(secret, want) == 0)
         return client;
-    cJSON *env = envelope(NULL, 0, "permissionDenied",
-                          "Unauthorized: Client Id or Client Secret are not correct or missing.",
-                          NULL, !id || !secret ? "missingField" : "invalidField");
+    char shown[68], detail[200], message[320], path[132];
+    if (id)
+        printable(id, shown, sizeof shown);
+    if (!id && !secret)
+        snprintf(detail, sizeof detail, "The X-Client-Id and X-Client-Secret headers are missing.");
+    else if (!id)
+        snprintf(detail, sizeof detail, "The X-Client-Id header is missing.");
+    else if (!client && !secret)
+        snprintf(detail, sizeof detail,
+                 "The X-Client-Id '%s' is unknown and the X-Client-Secret header is missing.",
+                 shown);
+    else if (!client)
+        snprintf(detail, sizeof detail, "The X-Client-Id '%s' is unknown.", shown);
+    else if (!secret)
+        snprintf(detail, sizeof detail, "The X-Client-Secret header is missing.");
+    else
+        snprintf(detail, sizeof detail, "The X-Client-Secret is unknown for client '%s'.", shown);
+    snprintf(message, sizeof message,
+             "Unauthorized: Client Id or Client Secret are not correct or missing. %s", detail);
+    log_info("mesh: 401 for %s %s: %s", req->method, printable(req->path, path, sizeof path),
+             detail);
+    cJSON *env = envelope(NULL, 0, "permissionDenied", message, NULL,
+                          !id || !secret ? "missingField" : "invalidField");
     http_reply_json(resp, 401, NULL, env);
     cJSON_Delete(env);
     return NULL;
@@ -632,17 +680,20 @@ static void render_reply(struct app *app, const struct auth_ctx *ax,
         status = "ok";
     const cJSON *http = cJSON_GetObjectItemCaseSensitive(reply, "http");
     int code = cJSON_IsNumber(http) ? http->valueint : mesh_http_status(status);
+    cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
+                          json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+    envelope_outcome(resp, env);
+    if (out->limited)
+        http_set_outcome(resp, out->why.limit_started ? "limited" : "blocked");
+    else if (cJSON_GetObjectItemCaseSensitive(reply, "body") && !content)
+        http_set_outcome(resp, "custom"); /* a raw body: what it means is the scenario's */
     if (!http_reply_body_override(resp, code, reply)) {
-        if (code == 500 || code == 503) {
+        if (code == 500 || code == 503)
             send_no_content(resp, code, NULL);
-            cJSON_Delete(content);
-        } else {
-            cJSON *env = envelope(content, 1, status, json_str(reply, "message"),
-                                  json_str(reply, "displayMessage"), json_str(reply, "errorType"));
+        else
             http_reply_json(resp, code ? code : 200, NULL, env);
-            cJSON_Delete(env);
-        }
     }
+    cJSON_Delete(env);
 
     /* A 429 always says when to come back: the block's end, else a minute. */
     if ((code == 429 || strcmp(status, "tooManyRequest") == 0) &&
@@ -769,6 +820,11 @@ static void send_store_error(struct app *app, struct http_response *resp)
     send_envelope(resp, envelope(NULL, 1, "serverFailure", msg, NULL, ""), "serverFailure");
 }
 
+static const char *request_header(const void *cls, const char *name)
+{
+    return http_header(cls, name);
+}
+
 static void h_authenticate(struct app *app, const struct http_request *req,
                            struct http_response *resp)
 {
@@ -778,6 +834,7 @@ static void h_authenticate(struct app *app, const struct http_request *req,
     const char *user_id = http_query_arg(req, "userId");
     cJSON *errors = cJSON_CreateObject();
     cJSON *facts = auth_facts(req, user_id, errors);
+    resp->body_is_json = facts != NULL; /* the body parsed: the journal needs no second parse */
     if (cJSON_GetArraySize(errors) > 0) {
         cJSON_Delete(facts);
         send_problem(resp, errors);
@@ -823,11 +880,20 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .header = request_header,
+        .header_cls = req,
         .remember = remembered,
         .nremember = COUNT(remembered),
+        .explain = app->journal != NULL,
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
+    if (app->journal) {
+        /* Rendered now, while the set and the facts are held: the journal keeps text. */
+        struct buf why = {0};
+        scenario_explain_json(&sreq, &out, rc, resp->body_secret, &why);
+        resp->match = why.data;
+    }
     if (out.scenario) {
         snprintf(resp->scenario, sizeof resp->scenario, "%s", scenario_name(out.scenario));
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
@@ -846,12 +912,14 @@ static void h_authenticate(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no mesh scenario named '%s'.",
                  sreq.forced);
         send_bad_request(resp, msg, NULL, "invalidField");
+        http_set_outcome(resp, "unknownScenario");
         break;
     case SCENARIO_UNBOUND: {
         cJSON *content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "failed");
         cJSON_AddStringToObject(content, "errorMessage", "Invalid username or password");
         send_envelope(resp, envelope(content, 1, "ok", "", NULL, ""), "ok");
+        http_set_outcome(resp, "unbound");
         break;
     }
     case SCENARIO_NO_STEP:
@@ -859,10 +927,12 @@ static void h_authenticate(struct app *app, const struct http_request *req,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request.",
                  resp->scenario, out.state_from);
         send_no_content(resp, 500, msg);
+        http_set_outcome(resp, "noStep");
         break;
     default:
         state_error_message(app->state, msg, sizeof msg);
         send_no_content(resp, 500, msg);
+        http_set_outcome(resp, "storeError");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1028,6 +1098,15 @@ static char *render_schemes(const struct scenario_set *set, void *cls, size_t *l
     return text;
 }
 
+/* The journal's form of the cached schemes, cached beside them. */
+static char *schemes_journal_form(const struct scenario_set *set, void *cls, size_t *len)
+{
+    size_t n;
+    const char *text = scenario_set_memo((struct scenario_set *)set, SCENARIO_MEMO_MESH_SCHEMES,
+                                         render_schemes, cls, &n);
+    return text ? journal_body_form(text, n, len) : NULL;
+}
+
 static void release_set(void *set)
 {
     scenario_set_release(set);
@@ -1047,6 +1126,12 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
     if (text) {
         http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8", text, len,
                           release_set, set);
+        /* So is its journal form: masking 4 KiB of it per request cost more
+         * than the rest of the answer. */
+        if (app->journal)
+            resp->journal_form =
+                scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, schemes_journal_form,
+                                  app, &resp->journal_form_len);
     } else {
         http_reply_error(resp, 500, "the authentication schemes could not be rendered");
         scenario_set_release(set);

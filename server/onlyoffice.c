@@ -413,6 +413,7 @@ static void reply_named(const struct app *app, struct http_response *resp, const
             type = NULL;
         }
         reply_error(resp, http, message, type, type ? STACK : NULL, type ? e->hresult : 0);
+        http_set_outcome(resp, name);
         return;
     }
     reply_error(resp, 500, "authmock: unknown error name", NULL, NULL, 0);
@@ -532,6 +533,7 @@ static cJSON *bind_body(const struct app *app, const struct http_request *req,
     }
     enum json_error why;
     cJSON *doc = json_parse_why(req->body, req->body_len, &off, &why);
+    resp->body_is_json = doc != NULL; /* the journal needs no second parse */
     if (!doc || !cJSON_IsObject(doc)) {
         char msg[200];
         if (doc)
@@ -916,6 +918,7 @@ static void outcome_token(struct call *c, struct oo_user *u)
     char expires[40];
     char *token = login_user(c, u, expires);
     answer(c, token_dto(token, expires, 0, NULL, 0, NULL, NULL));
+    http_set_outcome(c->resp, "token");
     free(token);
 }
 
@@ -924,6 +927,7 @@ static void outcome_phone_activation(struct call *c, struct oo_user *u)
     char url[1024];
     confirm_url(c, u, "PhoneActivation", 0, url, sizeof url);
     answer(c, token_dto(NULL, UNSET_TIME, 1, NULL, 0, NULL, url));
+    http_set_outcome(c->resp, "phoneActivation");
 }
 
 static void outcome_sms_auth(struct call *c, struct oo_user *u)
@@ -939,6 +943,7 @@ static void outcome_sms_auth(struct call *c, struct oo_user *u)
     onlyoffice_phone_noise(u->phone, noise, sizeof noise);
     format_time(exp, expires);
     answer(c, token_dto(NULL, expires, 1, noise, 0, NULL, url));
+    http_set_outcome(c->resp, "smsAuth");
 }
 
 static void outcome_tfa(struct call *c, struct oo_user *u, int activation)
@@ -948,6 +953,7 @@ static void outcome_tfa(struct call *c, struct oo_user *u, int activation)
     if (activation && u->secret)
         base32_encode(u->secret, strlen(u->secret), key);
     answer(c, token_dto(NULL, UNSET_TIME, 0, NULL, 1, activation ? key : NULL, url));
+    http_set_outcome(c->resp, activation ? "tfaActivation" : "tfaAuth");
 }
 
 static int tfa_is(const struct oo_user *u, const char *kind)
@@ -985,6 +991,7 @@ static void authenticate_code(struct call *c, struct oo_user *u)
         char *token = login_user(c, u, expires);
         onlyoffice_phone_noise(u->phone, noise, sizeof noise);
         answer(c, token_dto(token, expires, 1, noise, 0, NULL, NULL));
+        http_set_outcome(c->resp, "token");
         free(token);
     } else if (tfa_is(u, "app")) {
         if (!validate_totp(c->app, c->ns, u, code, c->now)) {
@@ -993,6 +1000,7 @@ static void authenticate_code(struct call *c, struct oo_user *u)
         }
         char *token = login_user(c, u, expires);
         answer(c, token_dto(token, expires, 0, NULL, 1, NULL, NULL));
+        http_set_outcome(c->resp, "token");
         free(token);
     } else {
         reply_named(c->app, c->resp, "codeNotAvailable");
@@ -1022,6 +1030,7 @@ static void authenticate_sendsms(struct call *c, struct oo_user *u)
     onlyoffice_phone_noise(u->phone, noise, sizeof noise);
     format_time(exp, expires);
     answer(c, token_dto(NULL, expires, 1, noise, 0, NULL, NULL));
+    http_set_outcome(c->resp, "smsSent");
 }
 
 static void render_reply(struct call *c, const struct scenario_outcome *out, struct oo_user *u,
@@ -1041,6 +1050,7 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
                     json_str(err, "message") ? json_str(err, "message") : "", type,
                     json_str(err, "stack") ? json_str(err, "stack") : (type ? STACK : NULL),
                     cJSON_IsNumber(hr) ? hr->valuedouble : 0);
+        http_set_outcome(c->resp, "error");
     } else if (outcome && !have_user) {
         /* An outcome needs a user; a scenario that asks for one without it
          * gets what the server answers for an unknown user. */
@@ -1066,7 +1076,11 @@ static void render_reply(struct call *c, const struct scenario_outcome *out, str
         outcome_phone_activation(c, u);
     } else if (!body) {
         reply_success(c->app, c->req, c->resp, NULL, 0, 200);
+    } else {
+        http_set_outcome(c->resp, "custom"); /* a raw body: what it means is the scenario's */
     }
+    if (out->limited)
+        http_set_outcome(c->resp, out->why.limit_started ? "limited" : "blocked");
     if (!http_reply_body_override(c->resp, cJSON_IsNumber(http) ? http->valueint : 200, reply) &&
         cJSON_IsNumber(http) && !cJSON_IsObject(err))
         c->resp->status = http->valueint;
@@ -1086,6 +1100,11 @@ static void reply_store_error(struct app *app, struct http_response *resp)
     char msg[320];
     state_error_message(app->state, msg, sizeof msg);
     reply_error(resp, 500, msg, NULL, NULL, 0);
+}
+
+static const char *request_header(const void *cls, const char *name)
+{
+    return http_header(cls, name);
 }
 
 static void credential_call(struct app *app, const struct http_request *req,
@@ -1148,9 +1167,18 @@ static void credential_call(struct app *app, const struct http_request *req,
         .identity = identity,
         .forced = http_header(req, "X-Authmock-Scenario"),
         .facts = facts,
+        .header = request_header,
+        .header_cls = req,
+        .explain = app->journal != NULL,
     };
     struct scenario_outcome out;
     int rc = scenario_step(app->engine, &sreq, &out);
+    if (app->journal) {
+        /* Rendered now, while the set and the facts are held: the journal keeps text. */
+        struct buf why = {0};
+        scenario_explain_json(&sreq, &out, rc, NULL, &why);
+        resp->match = why.data;
+    }
     if (out.scenario) {
         snprintf(resp->scenario, sizeof resp->scenario, "%s", scenario_name(out.scenario));
         snprintf(resp->state_from, sizeof resp->state_from, "%s", out.state_from);
@@ -1168,15 +1196,19 @@ static void credential_call(struct app *app, const struct http_request *req,
         snprintf(msg, sizeof msg, "X-Authmock-Scenario: there is no onlyoffice scenario named '%s'",
                  sreq.forced);
         reply_error(resp, 400, msg, "System.ArgumentException", NULL, -2147024809.0);
+        http_set_outcome(resp, "unknownScenario");
     } else if (rc == SCENARIO_UNBOUND) {
         reply_named(app, resp, "authFailed");
+        http_set_outcome(resp, "unbound");
     } else if (rc == SCENARIO_NO_STEP) {
         snprintf(msg, sizeof msg,
                  "authmock: scenario '%s' has no step in state '%s' that matches this request",
                  resp->scenario, out.state_from);
         reply_error(resp, 500, msg, NULL, NULL, 0);
+        http_set_outcome(resp, "noStep");
     } else {
         reply_store_error(app, resp);
+        http_set_outcome(resp, "storeError");
     }
     scenario_outcome_release(&out);
     cJSON_Delete(facts);
@@ -1451,6 +1483,57 @@ static void h_tfaapp_validate(struct app *app, const struct http_request *req,
     }
     pthread_mutex_unlock(m);
     cJSON_Delete(body);
+}
+
+/* ---- admin: the current TOTP code ------------------------------------- */
+
+void onlyoffice_totp(struct app *app, const char *ns, const char *user, struct http_response *resp)
+{
+    if (!user || !*user) {
+        http_reply_error(resp, 400, "user is required: ?user=NAME (an onlyoffice user name)");
+        return;
+    }
+    const cJSON *fx = user_by(app, "email", user);
+    if (!fx) {
+        http_reply_error(resp, 404, "there is no onlyoffice user named '%s'", user);
+        return;
+    }
+    struct oo_user u;
+    pthread_mutex_t *m = user_lock(ns ? ns : "", json_str(fx, "id"));
+    user_load(app, ns ? ns : "", fx, &u);
+    pthread_mutex_unlock(m);
+    if (!u.secret || !*u.secret) {
+        http_reply_error(resp, 404, "the onlyoffice user '%s' has no TOTP secret (tfa: %s)",
+                         u.email, u.tfa ? u.tfa : "none");
+        return;
+    }
+    /* The code the server accepts at this instant of the namespace's clock:
+     * the step it falls in, and when that step ends. */
+    double now = clock_now_ns(ns);
+    uint64_t step = (uint64_t)floor(now / 30.0);
+    char code[7], next[7], at[32], from[32], until[32], key[40];
+    totp_code(u.secret, strlen(u.secret), step, code);
+    totp_code(u.secret, strlen(u.secret), step + 1, next);
+    clock_format(now, at);
+    clock_format((double)step * 30.0, from);
+    clock_format((double)(step + 1) * 30.0, until);
+    base32_encode(u.secret, strlen(u.secret), key);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "user", u.email);
+    cJSON_AddStringToObject(o, "namespace", ns ? ns : ""); /* "": the default one */
+    cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "now", at);
+    cJSON_AddStringToObject(o, "validFrom", from);
+    cJSON_AddStringToObject(o, "validUntil", until);
+    cJSON_AddNumberToObject(o, "secondsRemaining", ceil((double)(step + 1) * 30.0 - now));
+    cJSON_AddStringToObject(o, "nextCode", next);
+    cJSON_AddNumberToObject(o, "periodSeconds", 30);
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddStringToObject(o, "tfaKey", key);
+    cJSON_AddStringToObject(o, "tfa", u.tfa ? u.tfa : "none");
+    cJSON_AddBoolToObject(o, "appConnected", u.app_connected);
+    http_reply_json(resp, 200, NULL, o);
+    cJSON_Delete(o);
 }
 
 /* ---- admin: the SMS outbox -------------------------------------------- */

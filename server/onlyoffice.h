@@ -26,5 +26,8 @@ int onlyoffice_check_fixtures(const struct fixtures *f, struct problems *p);
 void onlyoffice_phone_noise(const char *digits, char *out, size_t cap);
 /* The admin route GET /__admin/onlyoffice/sms. */
 void onlyoffice_sms_outbox(struct app *app, const char *ns, struct http_response *resp);
+/* The admin route GET /__admin/onlyoffice/totp: the current RFC 6238 code of
+ * the user's secret at the namespace's mock clock, and when it rolls over. */
+void onlyoffice_totp(struct app *app, const char *ns, const char *user, struct http_response *resp);
 
 #endif

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +34,8 @@
 enum cond_op { COND_EQUALS, COND_PRESENT, COND_ABSENT, COND_REGEX, COND_VAR, COND_ONE_OF };
 
 struct field_cond {
-    char *field;
+    char *field; /* a fact's dotted name, or a header's name */
+    int header;  /* tests the request header `field` (from "headers") */
     enum cond_op op;
     const cJSON *value; /* EQUALS, ONE_OF: points into the scenario document */
     const char *var;    /* VAR */
@@ -54,6 +56,8 @@ struct generate {
 };
 
 struct step {
+    const cJSON *when;       /* the step's "when" as written, for explanations */
+    const char *description; /* or NULL */
     struct field_cond *conds;
     size_t nconds;
     struct count_cond *counts;
@@ -99,6 +103,7 @@ struct scenario {
     double *window;       /* per counter: the largest window of a limit on it, 0 if none */
     int requests_counter; /* index of "requests", or -1 */
     int weight;           /* how specific the binding is: 2 per request field, 1 per derived fact */
+    int request_conds;    /* conditions on request fields and headers: 0 for a fallback */
     /* Sets share a parsed scenario: each holds a reference, the last frees it. */
     _Atomic int refs;
     uint64_t name_hash;
@@ -303,6 +308,7 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
             return -1;
         }
         c->op = COND_REGEX;
+        c->value = op; /* the pattern, for explanations */
     } else if (strcmp(op->string, "var") == 0) {
         if (!cJSON_IsString(op) || !valid_name(op->valuestring)) {
             problems_add(ps->p, ps->file, sub, "must be a variable name");
@@ -328,6 +334,25 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
     return 0;
 }
 
+/* Adds a problem for every key of `obj` that an earlier key repeats, and
+ * returns whether there was one. The parsers size what they keep for an
+ * object by its keys, once per key: a step with "count" twice overran its
+ * counters, and a key given twice is a mistake in a file anyway. */
+static int duplicate_keys(struct parser *ps, const cJSON *obj, const char *path)
+{
+    int found = 0;
+    for (const cJSON *a = obj ? obj->child : NULL; a; a = a->next)
+        for (const cJSON *b = obj->child; b != a; b = b->next)
+            if (a->string && b->string && strcmp(a->string, b->string) == 0) {
+                char sub[1024];
+                snprintf(sub, sizeof sub, "%.600s.%.400s", path, a->string);
+                problems_add(ps->p, ps->file, sub, "is given twice");
+                found = 1;
+                break;
+            }
+    return found;
+}
+
 static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *path,
                                 struct step *st)
 {
@@ -336,6 +361,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
                      "must be an object of counter names to {\"atLeast\": N} or {\"below\": N}");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     st->counts = calloc((size_t)cJSON_GetArraySize(v), sizeof *st->counts);
     const cJSON *c;
     cJSON_ArrayForEach(c, v)
@@ -349,6 +376,8 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
             problems_add(ps->p, ps->file, sub, "must be an object with atLeast and/or below");
             continue;
         }
+        if (duplicate_keys(ps, c, sub))
+            continue;
         const cJSON *b;
         cJSON_ArrayForEach(b, c)
         {
@@ -370,6 +399,8 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
         problems_add(ps->p, ps->file, path, "must be an object with atLeast and/or below seconds");
         return;
     }
+    if (duplicate_keys(ps, v, path))
+        return;
     const cJSON *b;
     cJSON_ArrayForEach(b, v)
     {
@@ -384,7 +415,58 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
     }
 }
 
-/* Parses an object of field conditions into conds (used by "bind" and "when"). */
+/* A header name is an RFC 9110 token. */
+static int header_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 128)
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') || (*n >= '0' && *n <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *n)))
+            return 0;
+    return 1;
+}
+
+/* "headers": {"X-Device-Id": condition, ...}: conditions on request headers,
+ * with the operators of fields; a header's value is text, so a value to equal
+ * (or each of oneOf) must be a string. */
+static void parse_header_conds(struct parser *ps, const cJSON *v, const char *path,
+                               struct field_cond *conds, size_t *nconds)
+{
+    if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) == 0) {
+        problems_add(ps->p, ps->file, path, "must be an object of header names to conditions");
+        return;
+    }
+    const cJSON *h;
+    cJSON_ArrayForEach(h, v)
+    {
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%.600s.%.400s", path, h->string);
+        if (!header_name_ok(h->string)) {
+            problems_add(ps->p, ps->file, sub,
+                         "must be a header name: 1 to 128 letters, digits or !#$%%&'*+-.^_`|~");
+            continue;
+        }
+        struct field_cond *c = &conds[(*nconds)++];
+        if (parse_field_cond(ps, h, sub, c))
+            continue;
+        c->header = 1;
+        int strings = 1;
+        if (c->op == COND_EQUALS)
+            strings = cJSON_IsString(c->value);
+        else if (c->op == COND_ONE_OF)
+            for (const cJSON *o = c->value->child; o; o = o->next)
+                strings &= cJSON_IsString(o);
+        if (!strings)
+            problems_add(ps->p, ps->file, sub,
+                         "a header's value is text: the value to equal (or each of oneOf) must "
+                         "be a string");
+    }
+}
+
+/* Parses an object of field conditions into conds (used by "bind" and "when");
+ * "headers" holds conditions on request headers. */
 static void parse_when(struct parser *ps, const cJSON *when, const char *path,
                        struct field_cond **conds, size_t *nconds, struct step *st)
 {
@@ -392,12 +474,21 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
         problems_add(ps->p, ps->file, path, "must be an object of conditions");
         return;
     }
-    *conds = calloc((size_t)cJSON_GetArraySize(when) + 1, sizeof **conds);
+    if (duplicate_keys(ps, when, path))
+        return;
+    const cJSON *headers = cJSON_GetObjectItemCaseSensitive(when, "headers");
+    size_t room = (size_t)cJSON_GetArraySize(when) + 1 +
+                  (cJSON_IsObject(headers) ? (size_t)cJSON_GetArraySize(headers) : 0);
+    *conds = calloc(room, sizeof **conds);
     const cJSON *c;
     cJSON_ArrayForEach(c, when)
     {
         char sub[1024];
         snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        if (strcmp(c->string, "headers") == 0) {
+            parse_header_conds(ps, c, sub, *conds, nconds);
+            continue;
+        }
         if (st && strcmp(c->string, "counter") == 0) {
             parse_counter_conds(ps, c, sub, st);
             continue;
@@ -416,6 +507,25 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
 }
 
 static const char *const gen_names[] = {"uuid", "code6", "token"};
+
+/* Whether a header can go out as written (RFC 9110 5.1, 5.5): a name of token
+ * characters and a value without control characters but tab. libmicrohttpd
+ * drops a name with white space without a word, and strict clients (Node's)
+ * refuse a whole reply with any other break of these rules. */
+static int header_sendable(const char *name, const char *value)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!name[0])
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(tchar, *c)))
+            return 0;
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return 0;
+    return 1;
+}
 
 static void validate_reply_common(struct parser *ps, const cJSON *reply, const char *path,
                                   const struct scenario_api *api)
@@ -440,12 +550,12 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
         if (!cJSON_IsObject(v))
             problems_add(ps->p, ps->file, sub, "must be an object of header names to strings");
         else
-            cJSON_ArrayForEach(h, v) if (!cJSON_IsString(h) || !h->string[0] ||
-                                         strpbrk(h->string, "\r\n:") ||
-                                         strpbrk(h->valuestring, "\r\n"))
+            cJSON_ArrayForEach(h, v) if (!cJSON_IsString(h) ||
+                                         !header_sendable(h->string, h->valuestring))
             {
                 problems_add(ps->p, ps->file, sub,
-                             "header '%s' must have a name without ':' and a one-line string value",
+                             "header '%s' must have a name of letters, digits and "
+                             "!#$%%&'*+-.^_`|~ and a string value without control characters",
                              h->string);
             }
     }
@@ -478,12 +588,15 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         problems_add(ps->p, ps->file, path, "a step must be an object");
         return;
     }
+    if (duplicate_keys(ps, sj, path))
+        return;
     const cJSON *k;
     char sub[1024];
     cJSON_ArrayForEach(k, sj)
     {
         snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
         if (strcmp(k->string, "when") == 0) {
+            st->when = k;
             parse_when(ps, k, sub, &st->conds, &st->nconds, st);
         } else if (strcmp(k->string, "reply") == 0) {
             st->reply = k;
@@ -511,6 +624,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
                              "must be an object of variable names to uuid, code6 or token");
                 continue;
             }
+            if (duplicate_keys(ps, k, sub))
+                continue;
             st->gens = calloc((size_t)cJSON_GetArraySize(k) + 1, sizeof *st->gens);
             const cJSON *g;
             cJSON_ArrayForEach(g, k)
@@ -531,6 +646,8 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         } else if (strcmp(k->string, "description") == 0) {
             if (!cJSON_IsString(k))
                 problems_add(ps->p, ps->file, sub, "must be a string");
+            else
+                st->description = k->valuestring;
         } else {
             problems_add(ps->p, ps->file, sub,
                          "unknown key (a step has when, reply, next, count, generate, "
@@ -562,6 +679,8 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
             problems_add(ps->p, ps->file, path, "must be an object");
             continue;
         }
+        if (duplicate_keys(ps, l, path))
+            continue;
         const cJSON *k;
         cJSON_ArrayForEach(k, l)
         {
@@ -639,7 +758,7 @@ static void index_keys(struct scenario *s)
     for (size_t f = 0; f < NINDEX_FIELDS && !s->key_field; f++) {
         for (size_t i = 0; i < s->nbind; i++) {
             const struct field_cond *c = &s->bind[i];
-            if (c->op == COND_EQUALS && cJSON_IsString(c->value) &&
+            if (!c->header && c->op == COND_EQUALS && cJSON_IsString(c->value) &&
                 strcmp(c->field, index_fields[f]) == 0) {
                 s->key_field = c->field;
                 s->key_value = c->value->valuestring;
@@ -690,6 +809,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
                          "states, limits)");
         }
     }
+    duplicate_keys(&ps, doc, "$");
     const char *name = json_str(doc, "name");
     if (!name || !valid_name(name))
         problems_add(p, file, "$.name", "is required: 1 to 64 letters, digits, '-', '_' or '.'");
@@ -718,8 +838,9 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
     for (size_t i = 0; i < s->nbind; i++) {
         int derived = 0;
         for (const char *const *d = api && api->derived ? api->derived : NULL; d && *d; d++)
-            derived |= strcmp(*d, s->bind[i].field) == 0;
+            derived |= !s->bind[i].header && strcmp(*d, s->bind[i].field) == 0;
         s->weight += derived ? 1 : 2;
+        s->request_conds += !derived;
     }
 
     const cJSON *states = cJSON_GetObjectItemCaseSensitive(doc, "states");
@@ -727,6 +848,8 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         problems_add(p, file, "$.states", "is required: an object of state names to step arrays");
         goto done;
     }
+    if (duplicate_keys(&ps, states, "$.states"))
+        goto done;
     /* Name every state first so "next" can refer forward. */
     s->states = calloc((size_t)cJSON_GetArraySize(states), sizeof *s->states);
     const cJSON *stj;
@@ -1082,6 +1205,12 @@ static void *parse_files(void *arg)
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p)
 {
+    return scenario_reload_dir(set, dir, apis, napis, NULL, p);
+}
+
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p)
+{
     int before = p->count;
     struct load_job all = {NULL, 0, 1, 0, apis, napis};
     if (dir_walk_json(dir, collect_path, &all))
@@ -1111,7 +1240,14 @@ int scenario_load_dir(struct scenario_set *set, const char *dir, const struct sc
         struct load_file *f = &all.files[i];
         problems_merge(p, &f->p);
         const struct scenario *twin = f->s ? scenario_set_find(set, f->s->name) : NULL;
-        if (twin) {
+        const struct scenario *was = twin && served ? scenario_set_find(served, f->s->name) : NULL;
+        if (twin && was && strcmp(was->origin, f->path) == 0) {
+            /* The file that served the name is not at fault, even when the
+             * file that just took it too sorts before it. */
+            problems_add(p, twin->origin, "$.name", "'%s' is also the name of %s", f->s->name,
+                         f->path);
+            scenario_free(f->s);
+        } else if (twin) {
             problems_add(p, f->path, "$.name", "'%s' is also the name of %s", f->s->name,
                          twin->origin);
             scenario_free(f->s);
@@ -1231,8 +1367,42 @@ static const cJSON *fact(const cJSON *facts, const char *path)
     return cJSON_IsObject(sub) ? fact(sub, dot + 1) : NULL;
 }
 
-static int cond_holds(const struct field_cond *c, const cJSON *facts, const cJSON *vars)
+/* The request header a condition tests, or NULL. */
+static const char *header_of(const struct scenario_request *req, const char *name)
 {
+    return req && req->header ? req->header(req->header_cls, name) : NULL;
+}
+
+static int header_cond_holds(const struct field_cond *c, const char *h, const cJSON *vars)
+{
+    switch (c->op) {
+    case COND_PRESENT:
+        return h != NULL;
+    case COND_ABSENT:
+        return h == NULL;
+    case COND_EQUALS:
+        return h && cJSON_IsString(c->value) && strcmp(h, c->value->valuestring) == 0;
+    case COND_ONE_OF: {
+        const cJSON *opt;
+        cJSON_ArrayForEach(opt, c->value) if (h && cJSON_IsString(opt) &&
+                                              strcmp(h, opt->valuestring) == 0) return 1;
+        return 0;
+    }
+    case COND_REGEX:
+        return h && regexec(&c->re, h, 0, NULL, 0) == 0;
+    case COND_VAR: {
+        const char *want = vars ? json_str(vars, c->var) : NULL;
+        return h && want && strcmp(h, want) == 0;
+    }
+    }
+    return 0;
+}
+
+static int cond_holds(const struct field_cond *c, const cJSON *facts,
+                      const struct scenario_request *req, const cJSON *vars)
+{
+    if (c->header)
+        return header_cond_holds(c, header_of(req, c->field), vars);
     const cJSON *v = fact(facts, c->field);
     int present = v && !cJSON_IsNull(v);
     switch (c->op) {
@@ -1262,12 +1432,15 @@ static int cond_holds(const struct field_cond *c, const cJSON *facts, const cJSO
 /* Whether every bind condition holds; with `lenient`, conditions on fields the
  * request does not carry count as holding (an identity keeps its scenario
  * until a request contradicts the binding). */
-static int bind_holds(const struct scenario *s, const cJSON *facts, int lenient)
+static int bind_holds(const struct scenario *s, const cJSON *facts,
+                      const struct scenario_request *req, int lenient)
 {
     for (size_t i = 0; i < s->nbind; i++) {
-        if (lenient && !fact(facts, s->bind[i].field))
+        const struct field_cond *c = &s->bind[i];
+        if (lenient &&
+            !(c->header ? header_of(req, c->field) != NULL : fact(facts, c->field) != NULL))
             continue;
-        if (!cond_holds(&s->bind[i], facts, NULL))
+        if (!cond_holds(c, facts, req, NULL))
             return 0;
     }
     return 1;
@@ -1315,7 +1488,7 @@ static int step_matches(const struct step *st, const struct scenario *s, struct 
     if (st->age_below >= 0 && age >= st->age_below)
         return 0;
     for (size_t i = 0; i < st->nconds; i++)
-        if (!cond_holds(&st->conds[i], req->facts, ss->vars))
+        if (!cond_holds(&st->conds[i], req->facts, req, ss->vars))
             return 0;
     for (size_t i = 0; i < st->ncounts; i++) {
         long n = count_events(ss, s, st->counts[i].counter, now);
@@ -1351,7 +1524,7 @@ static void generate(cJSON **vars, const struct generate *g)
  * request field, 1 per condition on a derived fact; ties by name). */
 static void consider(struct scenario *s, const struct scenario_request *req, struct scenario **best)
 {
-    if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, 0))
+    if (strcmp(s->api, req->api) != 0 || !bind_holds(s, req->facts, req, 0))
         return;
     /* Candidates come in no particular order: the name breaks ties, as the
      * sorted scan did. */
@@ -1360,12 +1533,19 @@ static void consider(struct scenario *s, const struct scenario_request *req, str
         *best = s;
 }
 
+static enum scenario_bound bound_kind(const struct scenario *s)
+{
+    return s->request_conds ? SCENARIO_BOUND_BINDING : SCENARIO_BOUND_FALLBACK;
+}
+
 static struct scenario *choose(const struct scenario_set *set, const struct scenario_request *req,
-                               struct scenario *stored, int *err)
+                               struct scenario *stored, int *err, enum scenario_bound *bound)
 {
     *err = 0;
+    *bound = SCENARIO_BOUND_NONE;
     if (req->forced) {
         const struct scenario *f = scenario_set_find_api(set, req->forced, req->api);
+        *bound = f ? SCENARIO_BOUND_HEADER : SCENARIO_BOUND_NONE;
         if (f)
             return (struct scenario *)f;
         *err = SCENARIO_UNKNOWN_FORCED;
@@ -1390,10 +1570,15 @@ static struct scenario *choose(const struct scenario_set *set, const struct scen
     }
     for (size_t i = 0; i < set->nloose; i++)
         consider(set->loose[i], req, &best);
-    if (stored && bind_holds(stored, req->facts, 1) && (!best || stored->weight >= best->weight))
+    if (stored && bind_holds(stored, req->facts, req, 1) &&
+        (!best || stored->weight >= best->weight)) {
+        *bound = stored == best ? bound_kind(stored) : SCENARIO_BOUND_SESSION;
         return stored;
+    }
     if (!best)
         *err = SCENARIO_UNBOUND;
+    else
+        *bound = bound_kind(best);
     return best;
 }
 
@@ -1427,14 +1612,16 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
                        struct scenario_outcome *out, double now)
 {
     int changed = 0, err;
+    struct scenario_explain *why = &out->why;
     struct scenario *stored =
         ss->scenario[0] ? find_for_api(out->set, ss->scenario, req->api) : NULL;
     int cur = stored ? state_index(stored, ss->state) : -1;
-    struct scenario *s = choose(out->set, req, stored, &err);
+    struct scenario *s = choose(out->set, req, stored, &err, &why->bound_by);
     if (!s)
         return err;
     out->scenario = s;
     if (s != stored || cur < 0) {
+        why->fresh = 1;
         /* A new identity, or one that moved to another scenario: start afresh. */
         state_counters_clear(ss);
         cJSON_Delete(ss->vars);
@@ -1448,11 +1635,16 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
     }
     snprintf(out->state_from, sizeof out->state_from, "%s", s->states[cur].name);
     snprintf(out->state_to, sizeof out->state_to, "%s", s->states[cur].name);
+    why->state = cur;
+    why->age = now - ss->entered_at;
 
     if (ss->blocked_until > now && ss->block_limit >= 0 && (size_t)ss->block_limit < s->nlimits) {
         out->reply = s->limits[ss->block_limit].reply;
         out->retry_after = (long)ceil(ss->blocked_until - now);
         out->limited = 1;
+        why->limit = ss->block_limit;
+        why->limit_count = count_events(ss, s, s->limits[ss->block_limit].counter, now);
+        why->blocked_until = ss->blocked_until;
         return changed;
     }
     if (ss->blocked_until != 0) {
@@ -1464,12 +1656,17 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
     /* A "blockOn": "next" limit refuses the request that comes after max events. */
     for (size_t l = 0; l < s->nlimits; l++) {
         const struct limit *lim = &s->limits[l];
-        if (!lim->on_next || count_events(ss, s, lim->counter, now) < lim->max)
+        long n = lim->on_next ? count_events(ss, s, lim->counter, now) : 0;
+        if (!lim->on_next || n < lim->max)
             continue;
         start_block(ss, s, l, now);
         out->reply = lim->reply;
         out->retry_after = (long)ceil(ss->blocked_until - now);
         out->limited = 1;
+        why->limit = (int)l;
+        why->limit_started = 1;
+        why->limit_count = n;
+        why->blocked_until = ss->blocked_until;
         return 1;
     }
 
@@ -1484,8 +1681,10 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
     const struct state *state = &s->states[cur];
     const struct step *chosen = NULL;
     for (size_t i = 0; i < state->nsteps && !chosen; i++)
-        if (step_matches(&state->steps[i], s, ss, req, now - ss->entered_at, now))
+        if (step_matches(&state->steps[i], s, ss, req, now - ss->entered_at, now)) {
             chosen = &state->steps[i];
+            why->step = (int)i;
+        }
     if (!chosen)
         return changed ? NO_STEP_CHANGED : SCENARIO_NO_STEP;
     out->reply = chosen->reply;
@@ -1527,9 +1726,13 @@ static int step_locked(struct state_session *ss, const struct scenario_request *
         int hit = 0;
         for (size_t t = 0; t < ntouched; t++)
             hit |= touched[t] == lim->counter;
-        if (!hit || lim->on_next || count_events(ss, s, lim->counter, now) < lim->max)
+        long n = hit && !lim->on_next ? count_events(ss, s, lim->counter, now) : 0;
+        if (!hit || lim->on_next || n < lim->max)
             continue;
         start_block(ss, s, l, now);
+        why->block_started = (int)l;
+        why->block_count = n;
+        why->blocked_until = ss->blocked_until;
         changed = 1;
     }
     return changed;
@@ -1548,10 +1751,21 @@ int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
     return rc;
 }
 
+/* The counters of `s` after the request, for the explanation. Lock held. */
+static void explain_counters(struct scenario_explain *why, struct state_session *ss,
+                             const struct scenario *s, double now)
+{
+    why->ncounters =
+        s->ncounters < SCENARIO_EXPLAIN_COUNTERS ? s->ncounters : SCENARIO_EXPLAIN_COUNTERS;
+    for (size_t c = 0; c < why->ncounters; c++)
+        why->counters[c] = count_events(ss, s, (int)c, now);
+}
+
 static int step(struct scenario_engine *e, const struct scenario_request *req,
                 struct scenario_outcome *out)
 {
     memset(out, 0, sizeof *out);
+    out->why.state = out->why.step = out->why.limit = out->why.block_started = -1;
     out->set = engine_acquire(e);
     /* While state writes fail, no answer may claim a change that is not kept. */
     if (state_degraded(e->state))
@@ -1579,6 +1793,8 @@ static int step(struct scenario_engine *e, const struct scenario_request *req,
     }
     if (ss && ss->vars && out->scenario)
         out->vars = cJSON_Duplicate(ss->vars, 1);
+    if (ss && out->scenario && req->explain)
+        explain_counters(&out->why, ss, out->scenario, now);
     state_unlock(&held);
     return rc;
 }
@@ -1612,7 +1828,7 @@ void scenario_set_describe(const struct scenario_set *set, const char *api, cons
 {
     for (size_t i = 0; i < set->n; i++) {
         const struct scenario *s = set->items[i];
-        if (strcmp(s->api, api) != 0 || !bind_holds(s, facts, 1))
+        if (strcmp(s->api, api) != 0 || !bind_holds(s, facts, NULL, 1))
             continue;
         for (size_t si = 0; si < s->nstates; si++) {
             const struct state *state = &s->states[si];
@@ -1622,7 +1838,8 @@ void scenario_set_describe(const struct scenario_set *set, const char *api, cons
                 const struct state *after = &s->states[st->next >= 0 ? st->next : (int)si];
                 for (size_t a = 0; a < after->nsteps; a++)
                     for (size_t c = 0; c < after->steps[a].nconds; c++)
-                        add_field(&info, after->steps[a].conds[c].field);
+                        if (!after->steps[a].conds[c].header)
+                            add_field(&info, after->steps[a].conds[c].field);
                 fn(&info, cls);
             }
         }
@@ -2065,6 +2282,455 @@ cJSON *scenario_session(struct scenario_engine *e, const char *ns, const char *a
     cJSON *o = ss && ss->scenario[0] ? session_json(ss) : NULL;
     state_unlock(&held);
     return o;
+}
+
+/* ---- explanations -----------------------------------------------------
+ *
+ * The journal's `match` object, written as JSON text straight from the
+ * compiled scenario and the numbers the transition recorded, without a cJSON
+ * tree: it is built for every journaled request. Values of secret-looking
+ * fields and headers are written as "***"; so are the values a scenario
+ * expects of them (its passwords and codes are secrets too).
+ */
+
+int scenario_secret_name(const char *name, const char *secret)
+{
+    return log_is_secret_name(name, strlen(name)) || (secret && strcasecmp(name, secret) == 0);
+}
+
+static int cond_secret(const struct field_cond *c, const char *secret)
+{
+    return c->header ? log_is_secret_header(c->field) : scenario_secret_name(c->field, secret);
+}
+
+static const char *const op_names[] = {"equals", "present", "absent", "regex", "var", "oneOf"};
+static const char *const bound_names[] = {NULL, "header", "binding", "fallback", "session"};
+
+static void put(struct buf *b, const char *text)
+{
+    buf_append(b, text, strlen(text));
+}
+
+/* A value that may be a secret: "***" when it is, and is there. */
+static void put_value(struct buf *b, const cJSON *v, int secret)
+{
+    if (v && secret && !cJSON_IsNull(v) && !cJSON_IsBool(v))
+        put(b, "\"***\"");
+    else
+        json_append(b, v);
+}
+
+static void put_text(struct buf *b, const char *v, int secret)
+{
+    if (v && secret)
+        put(b, "\"***\"");
+    else
+        json_append_string(b, v);
+}
+
+/* The name a condition is listed under: the fact's, or "headers.NAME". */
+static void put_cond_name(struct buf *b, const struct field_cond *c)
+{
+    if (!c->header) {
+        json_append_string(b, c->field);
+        return;
+    }
+    char name[160];
+    snprintf(name, sizeof name, "headers.%s", c->field);
+    json_append_string(b, name);
+}
+
+static void put_actual(struct buf *b, const struct field_cond *c,
+                       const struct scenario_request *req, int secret)
+{
+    if (c->header)
+        put_text(b, header_of(req, c->field), secret);
+    else
+        put_value(b, fact(req->facts, c->field), secret);
+}
+
+static void put_expected(struct buf *b, const struct field_cond *c, const cJSON *vars, int secret)
+{
+    if (c->op == COND_PRESENT || c->op == COND_ABSENT)
+        put(b, "true");
+    else if (c->op == COND_VAR)
+        put_value(b, vars ? cJSON_GetObjectItemCaseSensitive(vars, c->var) : NULL,
+                  secret || scenario_secret_name(c->var, NULL));
+    else
+        put_value(b, c->value, secret);
+}
+
+static void put_sep(struct buf *b, int *first)
+{
+    if (!*first)
+        put(b, ",");
+    *first = 0;
+}
+
+/* {"field":…,"condition":…,"expected":…,"actual":…} of a field or header condition. */
+static void put_failed_cond(struct buf *b, const struct field_cond *c,
+                            const struct scenario_request *req, const cJSON *vars,
+                            const char *secret, int *first)
+{
+    int sec = cond_secret(c, secret);
+    put_sep(b, first);
+    put(b, "{\"field\":");
+    put_cond_name(b, c);
+    buf_printf(b, ",\"condition\":\"%s\",\"expected\":", op_names[c->op]);
+    put_expected(b, c, vars, sec);
+    put(b, ",\"actual\":");
+    put_actual(b, c, req, sec);
+    if (c->op == COND_VAR) {
+        put(b, ",\"var\":");
+        json_append_string(b, c->var);
+    }
+    put(b, "}");
+}
+
+static void put_failed_number(struct buf *b, const char *field, const char *cond, double expected,
+                              const double *actual, int *first)
+{
+    put_sep(b, first);
+    put(b, "{\"field\":");
+    json_append_string(b, field);
+    buf_printf(b, ",\"condition\":\"%s\",\"expected\":", cond);
+    json_append_number(b, expected);
+    put(b, ",\"actual\":");
+    if (actual)
+        json_append_number(b, round(*actual * 1000.0) / 1000.0);
+    else
+        put(b, "null");
+    put(b, "}");
+}
+
+/* The value of a secret-named condition: its operator stays, what it compares with goes. */
+static void put_masked_cond(struct buf *b, const cJSON *v)
+{
+    if (cJSON_IsObject(v) && v->child && !v->child->next) {
+        const char *op = v->child->string;
+        if (strcmp(op, "present") == 0 || strcmp(op, "absent") == 0 || strcmp(op, "var") == 0) {
+            json_append(b, v);
+            return;
+        }
+        put(b, "{");
+        json_append_string(b, op);
+        put(b, ":\"***\"}");
+        return;
+    }
+    if (cJSON_IsBool(v) || cJSON_IsNull(v))
+        json_append(b, v); /* no secret is true or false */
+    else
+        put(b, "\"***\"");
+}
+
+/* A step's "when" (or a binding) as written, secrets masked. */
+static void put_when(struct buf *b, const cJSON *when, const char *secret)
+{
+    int first = 1;
+    put(b, "{");
+    for (const cJSON *m = cJSON_IsObject(when) ? when->child : NULL; m; m = m->next) {
+        put_sep(b, &first);
+        json_append_string(b, m->string);
+        put(b, ":");
+        if (strcmp(m->string, "counter") == 0 || strcmp(m->string, "stateAge") == 0) {
+            json_append(b, m);
+        } else if (strcmp(m->string, "headers") == 0 && cJSON_IsObject(m)) {
+            int hfirst = 1;
+            put(b, "{");
+            for (const cJSON *h = m->child; h; h = h->next) {
+                put_sep(b, &hfirst);
+                json_append_string(b, h->string);
+                put(b, ":");
+                if (log_is_secret_header(h->string))
+                    put_masked_cond(b, h);
+                else
+                    json_append(b, h);
+            }
+            put(b, "}");
+        } else if (scenario_secret_name(m->string, secret)) {
+            put_masked_cond(b, m);
+        } else {
+            json_append(b, m);
+        }
+    }
+    put(b, "}");
+}
+
+/* The binding's conditions that hold, each with the value it saw. */
+static void put_binding(struct buf *b, const struct scenario *s, const struct scenario_request *req,
+                        const char *secret)
+{
+    int first = 1;
+    put(b, "{");
+    for (size_t i = 0; i < s->nbind; i++) {
+        const struct field_cond *c = &s->bind[i];
+        if (!cond_holds(c, req->facts, req, NULL))
+            continue;
+        put_sep(b, &first);
+        put_cond_name(b, c);
+        put(b, ":");
+        put_actual(b, c, req, cond_secret(c, secret));
+    }
+    put(b, "}");
+}
+
+static void put_limit(struct buf *b, const struct scenario *s, int l, long count, int started,
+                      double blocked_until, long retry_after)
+{
+    const struct limit *lim = &s->limits[l];
+    char until[32];
+    clock_format(blocked_until, until);
+    buf_printf(b, "{\"index\":%d,\"name\":", l);
+    json_append_string(b, lim->counter >= 0 ? s->counters[lim->counter] : NULL);
+    buf_printf(b, ",\"count\":%ld,\"max\":%ld,\"windowSeconds\":", count, lim->max);
+    json_append_number(b, lim->window);
+    put(b, ",\"blockSeconds\":");
+    json_append_number(b, lim->block);
+    buf_printf(b, ",\"blockOn\":\"%s\",\"started\":%s,\"blockedUntil\":\"%s\"",
+               lim->on_next ? "next" : "max", started ? "true" : "false", until);
+    if (retry_after >= 0)
+        buf_printf(b, ",\"retryAfter\":%ld", retry_after);
+    put(b, "}");
+}
+
+/* NO_STEP: each step of the state, with the conditions it failed. */
+static void put_step_candidates(struct buf *b, const struct scenario_request *req,
+                                const struct scenario_outcome *out, const char *secret)
+{
+    const struct scenario *s = out->scenario;
+    const struct scenario_explain *w = &out->why;
+    if (w->state < 0 || (size_t)w->state >= s->nstates)
+        return;
+    const struct state *state = &s->states[w->state];
+    for (size_t i = 0; i < state->nsteps && i < 8; i++) {
+        const struct step *st = &state->steps[i];
+        int first = 1;
+        if (i)
+            put(b, ",");
+        put(b, "{\"scenario\":");
+        json_append_string(b, s->name);
+        put(b, ",\"state\":");
+        json_append_string(b, state->name);
+        buf_printf(b, ",\"step\":%zu,\"when\":", i);
+        put_when(b, st->when, secret);
+        put(b, ",\"failed\":[");
+        if (st->age_at_least >= 0 && w->age < st->age_at_least)
+            put_failed_number(b, "stateAge", "atLeast", st->age_at_least, &w->age, &first);
+        if (st->age_below >= 0 && w->age >= st->age_below)
+            put_failed_number(b, "stateAge", "below", st->age_below, &w->age, &first);
+        for (size_t k = 0; k < st->nconds; k++)
+            if (!cond_holds(&st->conds[k], req->facts, req, out->vars))
+                put_failed_cond(b, &st->conds[k], req, out->vars, secret, &first);
+        for (size_t k = 0; k < st->ncounts; k++) {
+            const struct count_cond *cc = &st->counts[k];
+            char field[96];
+            snprintf(field, sizeof field, "counter.%s",
+                     cc->counter >= 0 ? s->counters[cc->counter] : "?");
+            int known = cc->counter >= 0 && (size_t)cc->counter < w->ncounters;
+            double n = known ? (double)w->counters[cc->counter] : 0;
+            if (cc->at_least >= 0 && (!known || n < (double)cc->at_least))
+                put_failed_number(b, field, "atLeast", (double)cc->at_least, known ? &n : NULL,
+                                  &first);
+            if (cc->below >= 0 && (!known || n >= (double)cc->below))
+                put_failed_number(b, field, "below", (double)cc->below, known ? &n : NULL, &first);
+        }
+        put(b, "]}");
+    }
+}
+
+/* UNBOUND: the scenarios of the API whose bindings failed fewest conditions. */
+static void put_bind_candidates(struct buf *b, const struct scenario_request *req,
+                                const struct scenario_set *set, const char *secret)
+{
+    enum { NEAREST = 3 };
+    const struct scenario *near[NEAREST];
+    int fails[NEAREST], n = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct scenario *s = set->items[i];
+        if (strcmp(s->api, req->api) != 0)
+            continue;
+        int f = 0;
+        for (size_t k = 0; k < s->nbind; k++)
+            f += !cond_holds(&s->bind[k], req->facts, req, NULL);
+        /* Fewest failures first, then the more specific, then by name (the
+         * items are in name order, so an equal one stays behind). */
+        int at = n;
+        while (at > 0 &&
+               (f < fails[at - 1] || (f == fails[at - 1] && s->weight > near[at - 1]->weight)))
+            at--;
+        if (at >= NEAREST)
+            continue;
+        for (int k = (n < NEAREST ? n : NEAREST - 1); k > at; k--) {
+            near[k] = near[k - 1];
+            fails[k] = fails[k - 1];
+        }
+        near[at] = s;
+        fails[at] = f;
+        if (n < NEAREST)
+            n++;
+    }
+    for (int i = 0; i < n; i++) {
+        int first = 1;
+        if (i)
+            put(b, ",");
+        put(b, "{\"scenario\":");
+        json_append_string(b, near[i]->name);
+        put(b, ",\"bind\":");
+        put_when(b, cJSON_GetObjectItemCaseSensitive(near[i]->doc, "bind"), secret);
+        put(b, ",\"failed\":[");
+        for (size_t k = 0; k < near[i]->nbind; k++)
+            if (!cond_holds(&near[i]->bind[k], req->facts, req, NULL))
+                put_failed_cond(b, &near[i]->bind[k], req, NULL, secret, &first);
+        put(b, "]}");
+    }
+}
+
+/* The edit distance of two names, the forced one cut to 128 bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 128)
+        la = 128;
+    if (lb > 128)
+        lb = 128;
+    size_t row[129];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* UNKNOWN_FORCED: the scenarios of the API whose names are nearest the one asked for. */
+static void put_name_candidates(struct buf *b, const struct scenario_request *req,
+                                const struct scenario_set *set)
+{
+    enum { NEAREST = 3 };
+    const struct scenario *near[NEAREST];
+    size_t dist[NEAREST];
+    int n = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct scenario *s = set->items[i];
+        if (strcmp(s->api, req->api) != 0)
+            continue;
+        size_t d = edit_distance(req->forced, s->name);
+        int at = n;
+        while (at > 0 && d < dist[at - 1])
+            at--;
+        if (at >= NEAREST)
+            continue;
+        for (int k = (n < NEAREST ? n : NEAREST - 1); k > at; k--) {
+            near[k] = near[k - 1];
+            dist[k] = dist[k - 1];
+        }
+        near[at] = s;
+        dist[at] = d;
+        if (n < NEAREST)
+            n++;
+    }
+    for (int i = 0; i < n; i++) {
+        if (i)
+            put(b, ",");
+        put(b, "{\"scenario\":");
+        json_append_string(b, near[i]->name);
+        put(b, ",\"failed\":[{\"field\":\"headers.X-Authmock-Scenario\",\"condition\":\"equals\","
+               "\"expected\":");
+        json_append_string(b, near[i]->name);
+        put(b, ",\"actual\":");
+        json_append_string(b, req->forced);
+        put(b, "}]}");
+    }
+}
+
+int scenario_explain_json(const struct scenario_request *req, const struct scenario_outcome *out,
+                          int rc, const char *secret, struct buf *b)
+{
+    const struct scenario *s = out->scenario;
+    const struct scenario_explain *w = &out->why;
+    put(b, "{\"scenario\":");
+    json_append_string(b, s ? s->name : NULL);
+    put(b, ",\"boundBy\":");
+    json_append_string(b, s ? bound_names[w->bound_by] : NULL);
+    put(b, ",\"session\":");
+    /* "api:identity", as GET /__admin/sessions names it. */
+    char session[400];
+    size_t la = strlen(req->api), li = strlen(req->identity);
+    if (la + 1 + li >= sizeof session)
+        li = sizeof session - la - 2;
+    memcpy(session, req->api, la);
+    session[la] = ':';
+    memcpy(session + la + 1, req->identity, li);
+    session[la + 1 + li] = '\0';
+    json_append_string(b, session);
+    put(b, ",\"binding\":");
+    if (s)
+        put_binding(b, s, req, secret);
+    else
+        put(b, "null");
+    put(b, w->fresh ? ",\"newSession\":true,\"stateBefore\":"
+                    : ",\"newSession\":false,\"stateBefore\":");
+    json_append_string(b, s ? out->state_from : NULL);
+    put(b, ",\"stateAfter\":");
+    json_append_string(b, s ? out->state_to : NULL);
+    put(b, ",\"step\":");
+    if (s && rc == SCENARIO_OK && !out->limited && w->state >= 0 && w->step >= 0) {
+        const struct step *st = &s->states[w->state].steps[w->step];
+        put(b, "{\"state\":");
+        json_append_string(b, s->states[w->state].name);
+        put(b, ",\"index\":");
+        json_append_number(b, w->step);
+        put(b, ",\"when\":");
+        put_when(b, st->when, secret);
+        put(b, ",\"description\":");
+        json_append_string(b, st->description);
+        put(b, "}");
+    } else {
+        put(b, "null");
+    }
+    put(b, ",\"limit\":");
+    if (s && out->limited && w->limit >= 0 && (size_t)w->limit < s->nlimits)
+        put_limit(b, s, w->limit, w->limit_count, w->limit_started, w->blocked_until,
+                  out->retry_after);
+    else
+        put(b, "null");
+    put(b, ",\"blockStarted\":");
+    if (s && w->block_started >= 0 && (size_t)w->block_started < s->nlimits)
+        put_limit(b, s, w->block_started, w->block_count, 1, w->blocked_until, -1);
+    else
+        put(b, "null");
+    put(b, ",\"counters\":{");
+    for (size_t c = 0; s && c < w->ncounters; c++) {
+        if (c)
+            put(b, ",");
+        json_append_string(b, s->counters[c]);
+        put(b, ":");
+        json_append_number(b, (double)w->counters[c]);
+    }
+    put(b, "}");
+    if (rc == SCENARIO_NO_STEP || rc == SCENARIO_UNBOUND || rc == SCENARIO_UNKNOWN_FORCED) {
+        put(b, ",\"candidates\":[");
+        if (rc == SCENARIO_NO_STEP && s)
+            put_step_candidates(b, req, out, secret);
+        else if (rc == SCENARIO_UNBOUND && out->set)
+            put_bind_candidates(b, req, out->set, secret);
+        else if (rc == SCENARIO_UNKNOWN_FORCED && out->set && req->forced)
+            put_name_candidates(b, req, out->set);
+        put(b, "]");
+    }
+    put(b, "}");
+    return b->data ? 0 : -1;
 }
 
 /* ---- variable expansion ----------------------------------------------- */

@@ -60,7 +60,11 @@ void scenario_set_release(struct scenario_set *set);
 /* Text derived from a set alone (with data that never changes while the
  * server runs), built on first use and kept until the set is freed. One slot
  * per use. */
-enum scenario_memo { SCENARIO_MEMO_MESH_SCHEMES, SCENARIO_MEMO_COUNT };
+enum scenario_memo {
+    SCENARIO_MEMO_MESH_SCHEMES,
+    SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, /* the journal's stored form of the schemes */
+    SCENARIO_MEMO_COUNT
+};
 typedef char *(*scenario_memo_fn)(const struct scenario_set *set, void *cls, size_t *len);
 /* The slot's text, building it with `build` (which returns malloc'd text) when
  * it is the first use; NULL when building fails. Safe from any thread. */
@@ -69,6 +73,10 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
 /* Loads every *.json file of `dir` into `set`. Returns the number of problems added. */
 int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                       size_t napis, struct problems *p);
+/* The same for a live reload while `served` is in use: when two files name
+ * one scenario, the problem is reported on the one that did not serve it. */
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p);
 
 /* Adds to `set` the scenarios a file database kept from admin uploads (they
  * replace files' scenarios of the same name, as the uploads did); one that no
@@ -152,10 +160,16 @@ struct scenario_request {
     const char *identity; /* API-specific identity key */
     const char *forced;   /* X-Authmock-Scenario, or NULL */
     const cJSON *facts;   /* the request fields steps and bindings match against */
+    /* The request header `name` (any letter case), or NULL: what "headers"
+     * conditions test. May be NULL when the request has no headers. */
+    const char *(*header)(const void *cls, const char *name);
+    const void *header_cls;
     /* Fact names whose string values the identity remembers as variables, so a
      * later request that leaves them out (an MFA step) still knows them. */
     const char *const *remember;
     size_t nremember;
+    /* Fill the outcome's `why` (for the journal): a few counter reads more. */
+    int explain;
 };
 
 enum scenario_result {
@@ -166,6 +180,35 @@ enum scenario_result {
     SCENARIO_STORE_ERROR = -4,
 };
 
+/* Why a scenario answered as it did, recorded during the transition as plain
+ * numbers (indexes into the scenario) so that explaining costs the request
+ * path nothing until the journal renders it. */
+enum scenario_bound {
+    SCENARIO_BOUND_NONE,
+    SCENARIO_BOUND_HEADER,   /* X-Authmock-Scenario */
+    SCENARIO_BOUND_BINDING,  /* its binding, with a condition on a request field or header */
+    SCENARIO_BOUND_FALLBACK, /* its binding tests derived facts only, or nothing */
+    SCENARIO_BOUND_SESSION,  /* the identity's scenario, kept while the request does not
+                                contradict its binding */
+};
+#define SCENARIO_EXPLAIN_COUNTERS 16
+
+struct scenario_explain {
+    enum scenario_bound bound_by;
+    int fresh;         /* the identity started the scenario with this request */
+    int state;         /* the state the steps were tried in, or -1 */
+    int step;          /* the index of the step that answered, or -1 */
+    int limit;         /* the limit that answered, or -1 */
+    int limit_started; /* ... and this request started its block */
+    long limit_count;  /* its counter's events when it answered */
+    int block_started; /* a limit whose block the step's counting started, or -1 */
+    long block_count;
+    double age;           /* seconds the identity had been in `state` */
+    double blocked_until; /* mock clock */
+    size_t ncounters;
+    long counters[SCENARIO_EXPLAIN_COUNTERS]; /* after the request, by counter index */
+};
+
 struct scenario_outcome {
     struct scenario_set *set; /* held until scenario_outcome_release */
     const struct scenario *scenario;
@@ -173,13 +216,25 @@ struct scenario_outcome {
     cJSON *vars;        /* the identity's variables after the step; owned */
     char state_from[64];
     char state_to[64];
-    long retry_after; /* seconds until a block ends, when `limited` */
-    int limited;      /* the reply is a limit's: the identity is blocked */
+    long retry_after;            /* seconds until a block ends, when `limited` */
+    int limited;                 /* the reply is a limit's: the identity is blocked */
+    struct scenario_explain why; /* filled when the request asked to `explain` */
 };
 
 int scenario_step(struct scenario_engine *e, const struct scenario_request *req,
                   struct scenario_outcome *out);
 void scenario_outcome_release(struct scenario_outcome *out);
+
+/* Appends the journal's `match` object for a step's result `rc` (before the
+ * outcome is released; `req` as it was stepped): the scenario and why it
+ * bound, the state before and after, the step or limit that answered, the
+ * counters after, and, when no step answered, the nearest candidates with the
+ * conditions they failed. Values of secret-looking fields (and of the field
+ * `secret`, when given) appear as "***". Returns 0 or -1. */
+int scenario_explain_json(const struct scenario_request *req, const struct scenario_outcome *out,
+                          int rc, const char *secret, struct buf *b);
+/* Whether a condition or header name is one whose values the journal masks. */
+int scenario_secret_name(const char *name, const char *secret);
 
 /* Replaces "${name}" in every string of `tree` with the variable `name` of `vars`. */
 int scenario_expand(cJSON *tree, const cJSON *vars);

@@ -113,7 +113,9 @@ static void reload(void)
     struct app *app = w.app;
     struct problems p = {0};
     struct scenario_set *set = scenario_set_new();
-    scenario_load_dir(set, app->cfg.scenarios, app->apis, app->napis, &p);
+    struct scenario_set *served = scenario_engine_acquire(app->engine);
+    scenario_reload_dir(set, app->cfg.scenarios, app->apis, app->napis, served, &p);
+    scenario_set_release(served);
     if (p.count) {
         problems_each(&p, log_refused, NULL);
         log_error("scenarios in %s not reloaded (%d problem%s); the previous ones keep serving",
@@ -125,7 +127,7 @@ static void reload(void)
     /* Scenarios added through the admin API are not in the directory: keep
      * them, including one uploaded while the files were being read. */
     size_t n = scenario_engine_reload(app->engine, set, "admin");
-    log_info("reloaded %zu scenarios from %s", n, app->cfg.scenarios);
+    log_info("reloaded %zu scenario%s from %s", n, n == 1 ? "" : "s", app->cfg.scenarios);
     remember(n, &p);
 }
 

@@ -31,9 +31,9 @@ def start(*args, env=None, quiet=True):
                          env={**os.environ, **(env or {})})
     procs.append(p)
     line = p.stdout.readline()
-    m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)", line)
+    m = re.search(r"listening on (https?)://(127\.0\.0\.1|\[[0-9a-f:.]+\]):(\d+)", line)
     assert m, f"no listening line: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
-    return p, int(m.group(2))
+    return p, int(m.group(3))
 
 
 def stop(p):
@@ -87,13 +87,29 @@ def test_help_lists_every_option():
     assert v.returncode == 0 and re.match(r"authmock \d+\.\d+\.\d+", v.stdout)
 
 
-def test_bad_option_exits_2_with_one_message():
+def test_bad_options_exit_2_with_one_line_each():
     r = run("--bogus")
     assert r.returncode == 2 and "--bogus" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     r = run("--profile", "nope")
-    assert r.returncode == 2 and "--profile" in r.stderr
+    assert r.returncode == 2 and "(allowed: documented or server)" in r.stderr, r.stderr
     r = run(env={"AUTHMOCK_PORT": "x"})
-    assert r.returncode == 2 and "AUTHMOCK_PORT" in r.stderr
+    assert r.returncode == 2 and "AUTHMOCK_PORT: 'x' is not a whole number (allowed: 0 to 65535)" in r.stderr, r.stderr
+    # Every bad option at once, each with its range or its likely meaning; nothing served.
+    r = run("--port", "70000", "--threads", "0", "--prot", "9000", "--log-format", "xml",
+            env={"AUTHMOCK_JOURNAL_MAX": "-1"})
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.splitlines() == [
+        "authmock: --port: 70000 is out of range (allowed: 0 to 65535)",
+        "authmock: --threads: 0 is out of range (allowed: 1 to 256)",
+        "authmock: unknown option '--prot'; did you mean --port?",
+        "authmock: --log-format: 'xml' is not a log format (allowed: text or json)",
+        "authmock: AUTHMOCK_JOURNAL_MAX: -1 is out of range (allowed: 0 to 100000000)",
+    ], r.stderr
+    # A variable the command line overrides does not matter.
+    r = run("--port", "1", "check", os.path.join(ROOT, "scenarios"), env={"AUTHMOCK_PORT": "x"})
+    assert r.returncode == 0, r.stderr
+    r = run("health", "--treads", "2")
+    assert r.returncode == 2 and r.stderr == "authmock: unknown option '--treads'; did you mean --threads?\n", r.stderr
 
 
 def test_invalid_scenario_dir_refuses_to_start():
@@ -262,6 +278,136 @@ def test_request_log_has_no_secrets():
             assert json.loads(lines[0])["status"] == 200
 
 
+def test_log_and_journal_show_the_query_as_received():
+    raw = "userId=user+1&a=%26b&pass%77ord=leak"
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            status, _, _ = request(port, "POST", f"/api/v1/authenticate?{raw}",
+                                   {"type": "robinhood", "username": "ok@example.com", "password": "pass123"})
+            assert status == 200
+            entry = journal(port, "limit=1")[0]
+            assert entry["query"] == "userId=user+1&a=%26b&pass%77ord=***", entry
+            assert entry["user"] == "user 1", entry
+        finally:
+            stop(p)
+        err = p.stderr.read()
+        assert "leak" not in err, err
+        line = next(l for l in err.splitlines() if "/api/v1/authenticate" in l)
+        if fmt == "json":
+            assert json.loads(line)["query"] == "userId=user+1&a=%26b&pass%77ord=***", line
+        else:
+            # One whitespace-free word for the target, then the status.
+            words = line.split()
+            assert words[3:5] == ["/api/v1/authenticate?userId=user+1&a=%26b&pass%77ord=***", "200"], line
+
+
+def test_client_401_is_explained_in_the_log_without_the_secret():
+    p, port = start(quiet=False)
+    try:
+        status, _, data = request(port, "GET", "/api/v1/status",
+                                  headers={"X-Client-Id": "test-client-id", "X-Client-Secret": "s3cr3t-typo"})
+        assert status == 401 and b"s3cr3t-typo" not in data, data
+        status, _, _ = request(port, "GET", "/api/v1/status", headers={"X-Client-Id": "test-client-id",
+                                                                       "X-Client-Secert": "test-client-secret"})
+        assert status == 401
+    finally:
+        stop(p)
+    err = p.stderr.read()
+    assert "s3cr3t-typo" not in err and "test-client-secret" not in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret is unknown for client 'test-client-id'." in err, err
+    assert "mesh: 401 for GET /api/v1/status: The X-Client-Secret header is missing." in err, err
+
+
+def test_log_lines_name_the_outcome():
+    """code->password after three wrong codes and after a success: the outcome tells them apart."""
+    for fmt in ["text", "json"]:
+        p, port = start("--log-format", fmt, quiet=False)
+        try:
+            login(port, "mfa.totp@example.com", uid="o1")
+            for _ in range(3):
+                request(port, "POST", "/api/v1/authenticate?userId=o1", {"type": "robinhood", "mfaCode": "000000"})
+            login(port, "mfa.totp@example.com", uid="o1")
+            request(port, "POST", "/api/v1/authenticate?userId=o1", {"type": "robinhood", "mfaCode": "123456"})
+            request(port, "POST", "/api/v1/authenticate?userId=o1", {"username": "no type"})
+            request(port, "GET", "/__admin/health", headers={})
+        finally:
+            stop(p)
+        lines = [l for l in p.stderr.read().splitlines() if "/api/v1/authenticate" in l or "/__admin" in l]
+        # A line is written once its answer is sent, so lines of requests a
+        # client sent one after another may come out in either order.
+        if fmt == "text":
+            got = sorted(re.search(r"(state=\S+ )?outcome=(\S+)$", l).group(0) if "outcome=" in l
+                         else "admin" for l in lines)
+        else:
+            docs = [json.loads(l) for l in lines]
+            got = sorted((f"state={d['stateFrom']}->{d['stateTo']} " if d["stateFrom"] else "")
+                         + f"outcome={d['outcome']}" if d["outcome"] else "admin" for d in docs)
+        assert got == sorted([
+            "state=password->code outcome=mfaRequired", "state=code->code outcome=challengeFailed",
+            "state=code->code outcome=challengeFailed", "state=code->password outcome=challengeFailed",
+            "state=password->code outcome=mfaRequired", "state=code->password outcome=succeeded",
+            "outcome=error", "admin"]), got
+
+
+def test_check_rejects_bad_header_conditions():
+    d = tempfile.mkdtemp()
+    try:
+        bad = os.path.join(d, "headers.json")
+        open(bad, "w").write(json.dumps({
+            "name": "h", "api": "mesh", "bind": {"headers": {"Bad Name": "x", "X-Ok": {"present": True}}},
+            "initial": "s", "states": {"s": [
+                {"when": {"headers": {"X-A": 5, "X-B": {"regex": "("}, "X-C": {"oneOf": ["a", 1]}}},
+                 "reply": {"content": {"status": "failed"}}},
+                {"when": {"headers": []}, "reply": {"content": {"status": "failed"}}}]}}))
+        r = run("check", bad)
+        assert r.returncode == 1, r.stderr
+        for line in [f"{bad}: $.bind.headers.Bad Name: must be a header name",
+                     f"{bad}: $.states.s[0].when.headers.X-A: a header's value is text",
+                     f"{bad}: $.states.s[0].when.headers.X-B.regex: invalid regular expression",
+                     f"{bad}: $.states.s[0].when.headers.X-C: a header's value is text",
+                     f"{bad}: $.states.s[1].when.headers: must be an object of header names to conditions"]:
+            assert line in r.stderr, (line, r.stderr)
+        assert "5 problems" in r.stderr, r.stderr
+        r = run("check", os.path.join(ROOT, "tests", "scenarios-explain"))
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
+def test_totp_route_is_rfc_6238_at_the_moved_clock():
+    """The admin TOTP code equals RFC 6238 (HMAC-SHA1, 30 s, 6 digits) over the
+    fixture secret at the shared and at a namespace's moved mock clock."""
+    import hashlib, hmac, struct
+
+    def rfc6238(secret, t):
+        mac = hmac.new(secret, struct.pack(">Q", int(t) // 30), hashlib.sha1).digest()
+        off = mac[-1] & 15
+        return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+    # RFC 6238 appendix B, SHA-1, 8 digits there: the low 6 digits here.
+    assert rfc6238(b"12345678901234567890", 59) == "287082"
+    p, port = start()
+    try:
+        j = {"Content-Type": "application/json"}
+        for path, body in [("/__admin/clock", {"set": "2031-06-01T12:00:07Z"}),
+                           ("/__admin/clock?namespace=far", {"advanceSeconds": 86400 * 400 + 30})]:
+            status, _, _ = request(port, "POST", path, body, j)
+            assert status == 200
+        for ns in [None, "far"]:
+            q = f"&namespace={ns}" if ns else ""
+            _, _, data = request(port, "GET", f"/__admin/onlyoffice/totp?user=tfa.app@example.com{q}", headers={})
+            got = json.loads(data)
+            _, _, data = request(port, "GET", "/__admin/clock" + (f"?namespace={ns}" if ns else ""), headers={})
+            now = json.loads(data)["epochSeconds"]
+            assert got["code"] == rfc6238(b"abcdefghij", now), (got, now)
+            assert got["nextCode"] == rfc6238(b"abcdefghij", now + 30)
+            assert got["namespace"] == (ns or "") and 0 < got["secondsRemaining"] <= 30
+        assert got["validFrom"].startswith("2032-07-05T12:00:30")
+    finally:
+        stop(p)
+
+
 def test_onlyoffice_secrets_stay_out_of_the_log():
     p, port = start(quiet=False)
     try:
@@ -325,6 +471,47 @@ def test_live_scenarios_reload_and_refuse_invalid_files():
     err = p.stderr.read()
     assert "zz-broken.json: $ (byte" in err and "previous ones keep serving" in err, err
     assert "reloaded" in err
+
+
+def wait_for_log(p, text, timeout=5):
+    """Reads p's stderr (unbuffered, from its descriptor) until text appears;
+    returns what was read."""
+    import select
+    seen = ""
+    fd = p.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
+    assert text in seen, f"never logged {text!r}: {seen}"
+    return seen
+
+
+def test_live_reload_messages():
+    """One scenario is "1 scenario"; a file that takes a served name is blamed,
+    not the file that served it, even when the newcomer sorts first."""
+    d = tempfile.mkdtemp()
+    try:
+        sdir = os.path.join(d, "s")
+        os.makedirs(sdir)
+        doc = {"name": "only", "api": "mesh", "bind": {"username": "only@example.com"},
+               "initial": "a", "states": {"a": [{"reply": {"content": {"status": "delayed"}}}]}}
+        served = os.path.join(sdir, "m-only.json")
+        open(served, "w").write(json.dumps(doc))
+        p, port = start("--scenarios", sdir, quiet=False)
+        open(served, "w").write(json.dumps(dict(doc, description="changed")))
+        wait_for_log(p, f"reloaded 1 scenario from {sdir}\n")
+        newcomer = os.path.join(sdir, "a-copy.json")
+        open(newcomer, "w").write(json.dumps(doc))
+        err = wait_for_log(p, "not reloaded")
+        assert f"scenario refused: {newcomer}: $.name: 'only' is also the name of {served}\n" in err, err
+        assert login(port, "only@example.com")[1]["content"]["status"] == "delayed"
+    finally:
+        stop(p)
+        shutil.rmtree(d)
 
 
 def totp_now(port, secret):
@@ -499,17 +686,100 @@ def test_health_command():
     p, port = start("--admin-token", "tok")
     try:
         r = run("--port", str(port), "--admin-token", "tok", "health")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0 and r.stderr == "", r.stderr
         r = run("health", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
         r = run("--port", str(port), "health")
-        assert r.returncode == 1 and "unhealthy" in r.stderr
+        assert r.returncode == 1 and r.stderr == "authmock health: 401: pass --admin-token or AUTHMOCK_ADMIN_TOKEN\n", r.stderr
+        r = run("--port", str(port), "--admin-token", "nope", "health")
+        assert r.returncode == 1 and r.stderr.startswith("authmock health: 401: the server refused this admin token"), r.stderr
         r = run("health", env={"AUTHMOCK_PORT": str(port), "AUTHMOCK_ADMIN_TOKEN": "tok", "AUTHMOCK_BIND": "0.0.0.0"})
+        assert r.returncode == 0, r.stderr
+        # A server on 127.0.0.1 is found from --bind :: too (::1 first, then 127.0.0.1).
+        r = run("health", "--bind", "::", "--port", str(port), "--admin-token", "tok")
         assert r.returncode == 0, r.stderr
     finally:
         stop(p)
     r = run("--port", str(port), "health")
-    assert r.returncode == 1 and "nothing listens" in r.stderr
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on 127.0.0.1:{port}\n", r.stderr
+
+
+def test_health_reports_an_unhealthy_answer_on_one_line():
+    """The answer of a degraded server: its status and body, never the raw reply."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def answer():
+        c, _ = srv.accept()
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\n\r\n{\"status\":\"degraded\",\r\n\"reason\":\"disk full\"}")
+        c.close()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(answer)
+            r = run("--port", str(port), "health")
+            fut.result(timeout=10)
+    finally:
+        srv.close()
+    assert r.returncode == 1, r
+    assert r.stderr == 'authmock health: unhealthy: 503 {"status":"degraded",  "reason":"disk full"}\n', r.stderr
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6_binds_and_health():
+    if not has_ipv6_loopback():
+        return "skip no IPv6 loopback on this machine"
+    p, port = start("--bind", "::1")
+    try:
+        with socket.create_connection(("::1", port), timeout=5):
+            pass
+        for bind in ["::1", "::"]:
+            r = run("health", "--bind", bind, "--port", str(port))
+            assert r.returncode == 0, (bind, r.stderr)
+    finally:
+        stop(p)
+    r = run("health", "--bind", "::", "--port", str(port))
+    assert r.returncode == 1 and r.stderr == f"authmock health: nothing listens on [::1]:{port} or 127.0.0.1:{port}\n", r.stderr
+    # IPV6_V6ONLY is off, as `--bind ::` needs to serve IPv4 clients too: the
+    # IPv4-mapped loopback can be bound and an IPv4 client reaches it (kept to
+    # loopback: an any-address bind would expose the test server).
+    p, port = start("--bind", "::ffff:127.0.0.1")
+    try:
+        status, _, data = request(port, "GET", "/__admin/health", headers={})
+        assert status == 200, data
+        r = run("health", "--bind", "::ffff:127.0.0.1", "--port", str(port))
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop(p)
+
+
+def test_bind_failures_give_the_system_reason():
+    p, port = start()
+    try:
+        r = run("--port", str(port), "--bind", "127.0.0.1")
+        assert r.returncode == 1 and r.stderr == f"authmock: cannot listen on 127.0.0.1 port {port}: Address already in use\n", r.stderr
+    finally:
+        stop(p)
+    # TEST-NET-1 (RFC 5737) is never a local address (unless the kernel lets
+    # any address be bound).
+    with open("/proc/sys/net/ipv4/ip_nonlocal_bind") as f:
+        nonlocal_bind = f.read().strip() != "0"
+    if not nonlocal_bind:
+        r = run("--port", "0", "--bind", "192.0.2.1")
+        assert r.returncode == 1 and r.stderr == "authmock: cannot listen on 192.0.2.1 port 0: Cannot assign requested address\n", r.stderr
+    r = run("--port", "0", "--bind", "localhost")
+    assert r.returncode == 1 and "--bind localhost: not an IPv4 or IPv6 address" in r.stderr, r.stderr
 
 
 def test_cors():
@@ -602,9 +872,10 @@ def test_journal_max_bytes_keeps_the_newest_entries_within_the_bound():
         assert got[0]["user"] == "u39" and got[0]["bodyTruncated"] is False
         _, _, data = request(port, "GET", "/__admin/requests/count", headers={})
         assert json.loads(data)["count"] == len(got)
-        # Small entries after big ones: more of them fit.
+        # Small entries after big ones: more of them fit (each still keeps about
+        # 1 KB of headers, answer and explanation).
         post_many(port, 30, json.dumps({"type": "robinhood", "username": "ok@example.com"}))
-        assert len(journal(port)) > 20
+        assert len(journal(port)) > 10
     finally:
         stop(p)
 
@@ -673,7 +944,7 @@ def test_journal_ring_wraps_and_keeps_every_entry_whole():
                 continue
             got = journal(port)
             if first_id is None:
-                first_id = got[-1]["id"]
+                first_id = got[0]["id"] - i
             # Entries of at most 3.7 KB: however the ring wraps, four fit.
             assert len(got) >= 4, len(got)
             assert sum(len(json.dumps(e["body"])) for e in got) <= 20000

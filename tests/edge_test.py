@@ -138,7 +138,7 @@ def test_slowloris_connections_get_408_and_give_their_slots_back():
         assert elapsed < 7.5, f"took {elapsed:.1f}s"
         some = next(s for s in socks if status_of(replies[s]) == 408)
         assert b"--request-timeout" in body_of(replies[some])
-        assert fresh_client_served(port, 1.0)
+        assert fresh_client_served(port, 5.0)
     finally:
         for s in socks:
             s.close()
@@ -166,9 +166,16 @@ def test_a_slow_body_gets_408_and_the_journal_and_log_tell():
         assert status_of(reply) == 408, reply
         assert 1.0 <= elapsed < 2.5, elapsed
         assert json.loads(body_of(reply))["error"].startswith("request timeout")
-        entries = journal(port)
-        assert any(e["method"] == "POST" and e["path"] == "/api/v1/authenticate"
-                   and e["status"] == 408 for e in entries["requests"]), entries
+        # The reaper answers on the socket; the entry is journaled when
+        # libmicrohttpd then closes the request, a moment later.
+        for _ in range(50):
+            entries = journal(port)
+            if any(e["method"] == "POST" and e["path"] == "/api/v1/authenticate"
+                   and e["status"] == 408 for e in entries["requests"]):
+                break
+            time.sleep(0.1)
+        else:
+            assert False, entries
     finally:
         stop(p)
     assert re.search(r"POST /api/v1/authenticate 408 ", p.stderr.read())
@@ -274,7 +281,7 @@ def test_idle_clients_beyond_the_old_limit_do_not_lock_others_out():
             s.sendall(HEALTH)  # kept alive after an answer
         for s in idle[:100]:
             assert status_of(read_reply(s, 2)) == 200
-        assert fresh_client_served(port, 1.0)
+        assert fresh_client_served(port, 5.0)
         with open(f"/proc/{proc.pid}/limits") as f:
             soft = int(re.search(r"Max open files\s+(\d+)", f.read()).group(1))
         assert soft == hard, soft
@@ -373,8 +380,10 @@ def test_log_lines_stay_one_line_of_utf8_whatever_the_request():
             for l in lines:
                 json.loads(l)
         else:
-            assert "/nope/%FF%0A2026-01-01T00:00:00Z%20error%20forged 404" in lines[0], lines
-            assert len(lines[0].split()) == 9, lines[0]
+            # Each line is written when its request completes, on its own thread.
+            nope = next(l for l in lines if "/nope/" in l)
+            assert "/nope/%FF%0A2026-01-01T00:00:00Z%20error%20forged 404" in nope, lines
+            assert len(nope.split()) == 9, nope
 
 
 TESTS = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]

@@ -220,6 +220,9 @@ def check(expect, status, headers, data, where, saved, save):
         match(expect["json"], doc, where + " body")
     if "bodyContains" in expect and expect["bodyContains"].encode() not in data:
         raise Failure(f"{where}: body lacks {expect['bodyContains']!r}: {data[:300]!r}")
+    for lack in expect.get("bodyLacks", []):
+        if str(lack).encode() in data:
+            raise Failure(f"{where}: body holds {lack!r}, which must not appear: {data[:300]!r}")
     if "bodyLength" in expect and len(data) != expect["bodyLength"]:
         raise Failure(f"{where}: body length {len(data)} != {expect['bodyLength']}")
     for name, (path, pattern) in (save or {}).get("$regex", {}).items():

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 static int failures_in_test;
 
@@ -64,6 +66,13 @@ static void test_base64(void)
     free(d);
     CHECK(b64_decode("not base64!", &d, &n) != 0);
     CHECK(b64_decode("abc", &d, &n) != 0);
+    /* Only canonical text: no white space, no bits set past the data. */
+    CHECK(b64_decode("cGFz czEy Mw==", &d, &n) != 0);
+    CHECK(b64_decode("z\tz\tz\tz\t", &d, &n) != 0);
+    CHECK(b64_decode("QR==", &d, &n) != 0);
+    d = NULL;
+    CHECK(b64_decode("QQ==", &d, &n) == 0 && n == 1 && d[0] == 'A');
+    free(d);
     char *u = b64url_encode("\xfb\xff", 2);
     CHECK_STR(u, "-_8");
     free(u);
@@ -132,6 +141,12 @@ static void test_mask_query(void)
         CHECK(!log_is_secret_name(plain[i], strlen(plain[i])));
     log_mask_query("userId=u1&apiKey=k-123&x=1", out, sizeof out);
     CHECK_STR(out, "userId=u1&apiKey=***&x=1");
+    /* The query as received: encoded values stay encoded, an encoded secret
+     * name is still masked, and nothing breaks a whitespace-split line. */
+    log_mask_query("userId=user+1&a=%26b&pass%77ord=x&api+key=y&t=\ta b", out, sizeof out);
+    CHECK_STR(out, "userId=user+1&a=%26b&pass%77ord=***&api+key=y&t=%09a%20b");
+    log_mask_query("userId=u1&password=pass123&longer=0123456789", out, 24);
+    CHECK_STR(out, "userId=u1&password=***");
 }
 
 static void test_rng_seeded(void)
@@ -159,7 +174,7 @@ static void test_config(void)
     struct config cfg;
     enum config_mode mode;
     int first;
-    char err[256];
+    char err[512];
     char *argv1[] = {"authmock", "--port", "0", "--profile", "server", "--seed", "7", NULL};
     CHECK(config_parse(7, argv1, &cfg, &mode, &first, err, sizeof err) == 0);
     CHECK(mode == CONFIG_SERVE && cfg.port == 0 && cfg.profile == PROFILE_SERVER && cfg.seeded &&
@@ -180,8 +195,30 @@ static void test_config(void)
     setenv("AUTHMOCK_PROFILE", "bogus", 1);
     CHECK(config_parse(1, argv5, &cfg, &mode, &first, err, sizeof err) != 0 &&
           strstr(err, "AUTHMOCK_PROFILE"));
+    /* The command line setting the option makes its variable's problem moot. */
+    char *argv7[] = {"authmock", "--profile", "server", NULL};
+    CHECK(config_parse(3, argv7, &cfg, &mode, &first, err, sizeof err) == 0);
     unsetenv("AUTHMOCK_PORT");
     unsetenv("AUTHMOCK_PROFILE");
+    /* Every bad option is reported, one line each, with what it allows. */
+    char *argv8[] = {"authmock", "--port", "70000", "--threads", "0", "--prot", "80", NULL};
+    CHECK(config_parse(7, argv8, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--port: 70000 is out of range (allowed: 0 to 65535)\n"
+                   "--threads: 0 is out of range (allowed: 1 to 256)\n"
+                   "unknown option '--prot'; did you mean --port?\n");
+    char *argv9[] = {"authmock", "--seed", "-1", "--max", "2", "--quiet=1", "--port", NULL};
+    CHECK(config_parse(7, argv9, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "--seed: '-1' is not a whole number (allowed: 0 to 18446744073709551615)\n"
+                   "option '--max' is ambiguous: --max-connections, --max-sessions, "
+                   "--max-tokens\n"
+                   "--quiet takes no value\n"
+                   "--port needs a value (N)\n");
+    char *argv10[] = {"authmock", "health", "--treads", "2", NULL};
+    CHECK(config_parse(4, argv10, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--treads'; did you mean --threads?\n");
+    char *argv11[] = {"authmock", "--bogus", NULL};
+    CHECK(config_parse(2, argv11, &cfg, &mode, &first, err, sizeof err) != 0);
+    CHECK_STR(err, "unknown option '--bogus'; see --help\n");
 }
 
 static void test_totp(void)
@@ -274,8 +311,36 @@ static void test_parse_errors(void)
 {
     expect_problem("{", "test.json: $ (byte 0): not valid JSON");
     expect_problem("[]", "test.json: $: a scenario must be a JSON object");
+    /* A key with a newline, a control character or DEL stays on its problem's line. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"w\\n\\u0001\\u007f\\u00e9\":1}]}}",
+        "test.json: $.states.s[0].w\\x0a\\x01\\x7f\xc3\xa9: unknown key");
     expect_problem("{\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
                    "test.json: $.name: is required");
+    /* A key given twice, where the parser walks keys (a second "count" overran the step's
+     * counters). */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"count\":[\"a\",\"b\",\"c\"],\"count\":\"d\"}]}}",
+        "test.json: $.states.s[0].count: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{},"
+        "\"when\":{\"counter\":{\"x\":{\"atLeast\":1},\"x\":{\"below\":2}}}}]}}",
+        "test.json: $.states.s[0].when.counter.x: is given twice");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}],"
+        "\"s\":[{\"reply\":{}}]}}",
+        "test.json: $.states.s: is given twice");
+    /* Headers libmicrohttpd would drop or strict clients refuse. */
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X Y\":\"1\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X Y' must have a name of");
+    expect_problem(
+        "{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":"
+        "{\"headers\":{\"X-Y\":\"a\\u0001\"}}}]}}",
+        "test.json: $.states.s[0].reply.headers: header 'X-Y' must have a name of");
     expect_problem(
         "{\"name\":\"a\",\"api\":\"ftp\",\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
         "$.api: is required: one of mesh, onlyoffice");
@@ -366,7 +431,7 @@ static const char *step(struct fixture *fx, const char *identity, const char *fa
 {
     static _Thread_local char result[128];
     cJSON *facts = cJSON_Parse(facts_json);
-    struct scenario_request req = {"mesh", "", identity, NULL, facts, NULL, 0};
+    struct scenario_request req = {.api = "mesh", .ns = "", .identity = identity, .facts = facts};
     struct scenario_outcome out;
     int rc = scenario_step(fx->engine, &req, &out);
     if (rc_out)
@@ -498,6 +563,152 @@ static void test_engine_unbound_and_nostep(void)
     CHECK(rc == SCENARIO_NO_STEP);
     CHECK_STR(step(&fx, "n", "{\"u\":\"p\",\"x\":1}", &rc, NULL), "x");
     engine_teardown(&fx);
+}
+
+/* Request headers for the engine: "Name: value" pairs, any letter case. */
+static const char *test_header(const void *cls, const char *name)
+{
+    for (const char *const *h = cls; h && *h; h += 2)
+        if (strcasecmp(h[0], name) == 0)
+            return h[1];
+    return NULL;
+}
+
+/* One step with headers; the explanation (or "") into why. */
+static int step_explained(struct fixture *fx, const char *identity, const char *facts_json,
+                          const char *const *headers, const char *secret, char *why, size_t cap,
+                          char *reply, size_t rcap)
+{
+    cJSON *facts = cJSON_Parse(facts_json);
+    struct scenario_request req = {.api = "mesh",
+                                   .ns = "",
+                                   .identity = identity,
+                                   .facts = facts,
+                                   .header = test_header,
+                                   .header_cls = headers,
+                                   .forced = NULL,
+                                   .explain = 1};
+    if (headers && test_header(headers, "X-Authmock-Scenario"))
+        req.forced = test_header(headers, "X-Authmock-Scenario");
+    struct scenario_outcome out;
+    int rc = scenario_step(fx->engine, &req, &out);
+    struct buf b = {0};
+    scenario_explain_json(&req, &out, rc, secret, &b);
+    snprintf(why, cap, "%s", b.data ? b.data : "");
+    const char *r = rc == 0 ? json_str(out.reply, "r") : NULL;
+    snprintf(reply, rcap, "%s", r ? r : "(none)");
+    buf_free(&b);
+    scenario_outcome_release(&out);
+    cJSON_Delete(facts);
+    return rc;
+}
+
+static void test_engine_headers_and_explain(void)
+{
+    struct fixture fx;
+    const char *docs[] = {
+        flow_doc,
+        "{\"name\":\"device\",\"api\":\"mesh\",\"bind\":{\"u\":\"dev\",\"headers\":"
+        "{\"X-Device-Id\":{\"regex\":\"^dev-\"}}},\"initial\":\"s\",\"states\":{\"s\":["
+        "{\"when\":{\"headers\":{\"x-device-id\":\"dev-trusted\"}},\"reply\":{\"r\":\"trusted\"}},"
+        "{\"when\":{\"headers\":{\"Authorization\":{\"present\":true}},\"pin\":\"4321\"},"
+        "\"reply\":{\"r\":\"authorized\"}}]}}",
+    };
+    if (engine_setup(&fx, docs, 2)) {
+        failures_in_test++;
+        return;
+    }
+    clock_set_offset(0);
+    char why[8192], r[64];
+    /* The binding holds only with the header, in any letter case. */
+    const char *trusted[] = {"x-device-id", "dev-trusted", NULL};
+    CHECK(step_explained(&fx, "d1", "{\"u\":\"dev\"}", trusted, NULL, why, sizeof why, r,
+                         sizeof r) == SCENARIO_OK);
+    CHECK_STR(r, "trusted");
+    CHECK(strstr(why, "\"boundBy\":\"binding\"") != NULL);
+    CHECK(strstr(why, "\"binding\":{\"u\":\"dev\",\"headers.X-Device-Id\":\"dev-trusted\"}") !=
+          NULL);
+    CHECK(strstr(why, "\"step\":{\"state\":\"s\",\"index\":0,") != NULL);
+    /* Without it nothing binds: the near miss names the header. */
+    CHECK(step_explained(&fx, "d2", "{\"u\":\"dev\"}", NULL, NULL, why, sizeof why, r, sizeof r) ==
+          SCENARIO_UNBOUND);
+    CHECK(strstr(why, "\"candidates\":[{\"scenario\":\"device\"") != NULL);
+    CHECK(strstr(why, "{\"field\":\"headers.X-Device-Id\",\"condition\":\"regex\",\"expected\":"
+                      "\"^dev-\",\"actual\":null}") != NULL);
+    /* No step matches: each step's failed conditions, secrets masked. */
+    const char *other[] = {"X-Device-Id", "dev-other", "Authorization", "Bearer s3cret", NULL};
+    CHECK(step_explained(&fx, "d3", "{\"u\":\"dev\",\"pin\":\"1111\"}", other, NULL, why,
+                         sizeof why, r, sizeof r) == SCENARIO_NO_STEP);
+    CHECK(strstr(why, "\"field\":\"headers.x-device-id\",\"condition\":\"equals\",\"expected\":"
+                      "\"dev-trusted\",\"actual\":\"dev-other\"") != NULL);
+    CHECK(strstr(why, "{\"field\":\"pin\",\"condition\":\"equals\",\"expected\":\"***\","
+                      "\"actual\":\"***\"}") != NULL);
+    CHECK(strstr(why, "\"when\":{\"headers\":{\"Authorization\":{\"present\":true}},\"pin\":"
+                      "\"***\"}") != NULL);
+    CHECK(!strstr(why, "4321") && !strstr(why, "1111") && !strstr(why, "s3cret"));
+    /* A step on a header that is there. */
+    CHECK(step_explained(&fx, "d3", "{\"pin\":\"4321\"}", other, NULL, why, sizeof why, r,
+                         sizeof r) == SCENARIO_OK);
+    CHECK_STR(r, "authorized");
+    CHECK(strstr(why, "\"boundBy\":\"session\"") != NULL);
+    /* Forced, the counters after, and an extra secret field. */
+    const char *forced[] = {"X-Authmock-Scenario", "flow", NULL};
+    CHECK(step_explained(&fx, "f1", "{\"u\":\"someone\",\"p\":\"bad\"}", forced, "u", why,
+                         sizeof why, r, sizeof r) == SCENARIO_OK);
+    CHECK_STR(r, "failed");
+    CHECK(strstr(why, "\"boundBy\":\"header\"") != NULL);
+    CHECK(strstr(why, "\"counters\":{\"failures\":1,\"wrong\":0}") != NULL);
+    CHECK(!strstr(why, "someone"));
+    /* An unknown forced scenario: the nearest names. */
+    const char *typo[] = {"X-Authmock-Scenario", "flw", NULL};
+    CHECK(step_explained(&fx, "f2", "{}", typo, NULL, why, sizeof why, r, sizeof r) ==
+          SCENARIO_UNKNOWN_FORCED);
+    CHECK(strstr(why, "\"candidates\":[{\"scenario\":\"flow\",\"failed\":[{\"field\":"
+                      "\"headers.X-Authmock-Scenario\",\"condition\":\"equals\",\"expected\":"
+                      "\"flow\",\"actual\":\"flw\"}]}") != NULL);
+    /* A lockout: the step that counted started the block; the next request is blocked. */
+    step_explained(&fx, "f1", "{\"p\":\"bad\"}", forced, NULL, why, sizeof why, r, sizeof r);
+    step_explained(&fx, "f1", "{\"p\":\"bad\"}", forced, NULL, why, sizeof why, r, sizeof r);
+    CHECK(strstr(why, "\"blockStarted\":{\"index\":0,\"name\":\"failures\",\"count\":3,\"max\":3,"
+                      "\"windowSeconds\":60,\"blockSeconds\":30,\"blockOn\":\"max\",\"started\":"
+                      "true") != NULL);
+    step_explained(&fx, "f1", "{\"p\":\"ok\"}", forced, NULL, why, sizeof why, r, sizeof r);
+    CHECK_STR(r, "blocked");
+    CHECK(strstr(why, "\"step\":null,\"limit\":{\"index\":0,\"name\":\"failures\"") != NULL);
+    CHECK(strstr(why, "\"started\":false") != NULL);
+    /* The explanation is JSON. */
+    cJSON *doc = cJSON_Parse(why);
+    CHECK(cJSON_IsObject(doc));
+    cJSON_Delete(doc);
+    engine_teardown(&fx);
+}
+
+static void test_header_conditions_validated(void)
+{
+    expect_problem("{\"name\":\"a\",\"api\":\"mesh\",\"bind\":{\"headers\":{\"Bad Name\":\"x\"}},"
+                   "\"initial\":\"s\",\"states\":{\"s\":[{\"reply\":{}}]}}",
+                   "test.json: $.bind.headers.Bad Name: must be a header name");
+    expect_problem("{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{"
+                   "\"reply\":{},\"when\":{\"headers\":{\"X-A\":5}}}]}}",
+                   "test.json: $.states.s[0].when.headers.X-A: a header's value is text");
+    expect_problem("{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{"
+                   "\"reply\":{},\"when\":{\"headers\":{\"X-A\":{\"oneOf\":[\"a\",1]}}}}]}}",
+                   "test.json: $.states.s[0].when.headers.X-A: a header's value is text");
+    expect_problem("{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{"
+                   "\"reply\":{},\"when\":{\"headers\":\"X-A\"}}]}}",
+                   "test.json: $.states.s[0].when.headers: must be an object of header names");
+    expect_problem("{\"name\":\"a\",\"api\":\"mesh\",\"initial\":\"s\",\"states\":{\"s\":[{"
+                   "\"reply\":{},\"when\":{\"headers\":{\"X-A\":{\"regex\":\"(\"}}}}]}}",
+                   "test.json: $.states.s[0].when.headers.X-A.regex: invalid regular expression");
+    struct problems p = {0};
+    struct scenario *s = parse("{\"name\":\"a\",\"api\":\"mesh\",\"bind\":{\"headers\":{\"X-A\":"
+                               "{\"present\":true}}},\"initial\":\"s\",\"states\":{\"s\":[{"
+                               "\"reply\":{},\"when\":{\"headers\":{\"X-B\":{\"oneOf\":[\"1\",\"2\""
+                               "]},\"X-C\":{\"absent\":true}}}}]}}",
+                               &p);
+    CHECK(s != NULL && p.count == 0);
+    scenario_free(s);
+    problems_free(&p);
 }
 
 static void test_expand(void)
@@ -763,6 +974,108 @@ static void test_journal_wraps(void)
     journal_free(&app);
 }
 
+/* The answer's parts of an entry: headers masked, the response body masked by
+ * a scan of its text (tokens, a URL's key, a path that held a code), the
+ * request body scanned when the API parsed it; and journal_get. */
+static void test_journal_masks_the_answer(void)
+{
+    struct app app;
+    memset(&app, 0, sizeof app);
+    app.cfg.journal_max = 10;
+    app.cfg.journal_max_bytes = 100000;
+    CHECK(journal_init(&app) == 0);
+    const char *req_names[] = {"Authorization", "Cookie",      "X-Client-Secret",
+                               "X-Api-Key",     "X-Device-Id", "Accept"};
+    const char *req_values[] = {"Bearer s3cret-a", "sid=s3cret-b", "s3cret-c",
+                                "s3cret-d",        "dev-1",        "*/*"};
+    const char *resp_names[] = {"Content-Type", "Set-Cookie", "Set-Cookie"};
+    const char *resp_values[] = {"application/json", "asc_auth_key=s3cret-e; path=/; httponly",
+                                 "asc_confirm_key_TfaAuth=; expires=Thu, 01 Jan 1970 00:00:00 GMT"};
+    const char *resp =
+        "{\"response\":{\"token\":\"s3cret-f\",\"tfaKey\":\"s3cret-g\",\"expiresInSeconds\":60,"
+        "\"tfa\":true,\"confirmUrl\":\"http://h/confirm/x?type=PhoneActivation&key=s3cret-h&"
+        "encemail=abc\",\"list\":[{\"refreshToken\":\"s3cret-i\",\"n\":1}],\"statusCode\":200},"
+        "\"links\":[{\"href\":\"http://h/api/2.0/authentication/654321\"}],\"nested\":"
+        "{\"mfaCode\":{\"deep\":\"s3cret-j\"}},\"pin\":null}";
+    const char *body = "{\"userName\":\"u\",\"pass\\u0077ord\":\"s3cret-k\",\"code\":\"654321\"}";
+    struct journal_entry e = {.at = 1,
+                              .ns = "",
+                              .api = "onlyoffice",
+                              .method = "POST",
+                              .path = "/api/2.0/authentication/{code}",
+                              .secret_path = "/api/2.0/authentication/654321",
+                              .query = "",
+                              .status = 200,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .body_is_json = 1,
+                              .outcome = "token",
+                              .req_header_names = req_names,
+                              .req_header_values = req_values,
+                              .nreq_headers = 6,
+                              .resp_header_names = resp_names,
+                              .resp_header_values = resp_values,
+                              .nresp_headers = 3,
+                              .resp_body = resp,
+                              .resp_body_len = strlen(resp),
+                              .match = "{\"scenario\":\"x\"}"};
+    journal_record(&app, &e);
+    cJSON *got = journal_get(&app, 1);
+    char *text = got ? cJSON_PrintUnformatted(got) : NULL;
+    CHECK(text != NULL);
+    if (text) {
+        CHECK(!strstr(text, "s3cret") && !strstr(text, "654321"));
+        CHECK(strstr(text, "\"Authorization\":\"***\",\"Cookie\":\"***\",\"X-Client-Secret\":"
+                           "\"***\",\"X-Api-Key\":\"***\",\"X-Device-Id\":\"dev-1\"") != NULL);
+        CHECK(strstr(text, "\"Set-Cookie\":[\"asc_auth_key=***; path=/; httponly\","
+                           "\"asc_confirm_key_TfaAuth=; expires=") != NULL);
+        CHECK(strstr(text, "\"token\":\"***\",\"tfaKey\":\"***\",\"expiresInSeconds\":60,"
+                           "\"tfa\":true") != NULL);
+        CHECK(strstr(text, "key=***&encemail=abc") != NULL);
+        CHECK(strstr(text, "\"list\":[{\"refreshToken\":\"***\",\"n\":1}],\"statusCode\":200") !=
+              NULL);
+        CHECK(strstr(text, "authentication/{code}\"") != NULL);
+        CHECK(strstr(text, "\"nested\":{\"mfaCode\":\"***\"},\"pin\":null") != NULL);
+        CHECK(strstr(text, "\"body\":{\"userName\":\"u\",\"password\":\"***\",\"code\":\"***\"}") !=
+              NULL);
+        CHECK(strstr(text, "\"outcome\":\"token\"") != NULL);
+        CHECK(strstr(text, "\"match\":{\"scenario\":\"x\"}") != NULL);
+    }
+    free(text);
+    cJSON_Delete(got);
+    CHECK(journal_get(&app, 2) == NULL);
+    CHECK(journal_get(&app, 0) == NULL);
+    /* A long answer is masked, then cut on a character, and says so. */
+    struct buf big = {0};
+    buf_append(&big, "{\"token\":\"s3cret\",\"pad\":\"", 25);
+    for (int i = 0; i < 3000; i++)
+        buf_append(&big, "\xc3\xa9", 2);
+    buf_append(&big, "\"}", 2);
+    e.resp_body = big.data;
+    e.resp_body_len = big.len;
+    e.match = NULL;
+    journal_record(&app, &e);
+    got = journal_get(&app, 2);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(got, "response");
+    const cJSON *rb = cJSON_GetObjectItemCaseSensitive(r, "body");
+    CHECK(cJSON_IsString(rb) && strlen(rb->valuestring) <= JOURNAL_BODY_MAX &&
+          strncmp(rb->valuestring, "{\"token\":\"***\",\"pad\":\"\xc3\xa9", 24) == 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bodyTruncated")));
+    CHECK(cJSON_GetObjectItemCaseSensitive(r, "bodyBytes")->valuedouble == (double)big.len);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(got, "match")));
+    cJSON_Delete(got);
+    /* The stored form of an answer sent many times is the same as its own. */
+    size_t flen;
+    char *form = journal_body_form(resp, strlen(resp), &flen);
+    CHECK(form && form[0] == '1' && !strstr(form, "s3cret"));
+    free(form);
+    buf_free(&big);
+    journal_free(&app);
+    CHECK(log_is_secret_header("Proxy-Authorization") && log_is_secret_header("x-api-key") &&
+          log_is_secret_header("X-Device-Info") && !log_is_secret_header("X-Device-Id") &&
+          !log_is_secret_header("Content-Type") && !log_is_secret_header("X-Authmock-Namespace"));
+}
+
 static void test_journal_too_big_entry(void)
 {
     struct app app;
@@ -906,6 +1219,9 @@ static const struct test tests[] = {
     {"engine: unbound request and missing step", test_engine_unbound_and_nostep},
     {"engine: a blockOn next limit blocks from the next request", test_engine_block_on_next},
     {"engine: ${var} expansion", test_expand},
+    {"engine: header conditions and the explanation of each result",
+     test_engine_headers_and_explain},
+    {"scenario: header conditions are validated", test_header_conditions_validated},
     {"engine: concurrent steps transition once", test_engine_atomic},
     {"totp: RFC 6238 vectors and drift", test_totp},
     {"base32: RFC 4648 vectors and tfaKey", test_base32},
@@ -914,6 +1230,7 @@ static const struct test tests[] = {
     {"json: UTF-8, control characters and depth as System.Text.Json", test_json_strict},
     {"journal: records wrap around a small ring and stay whole", test_journal_wraps},
     {"journal: an entry larger than the ring is not kept", test_journal_too_big_entry},
+    {"journal: headers and the answer are masked; one entry by id", test_journal_masks_the_answer},
     {"journal: concurrent writers, clears and readers", test_journal_concurrent},
 };
 
@@ -923,10 +1240,35 @@ int main(void)
     int failed = 0;
     log_init(LOG_TEXT, 1);
     printf("TAP version 13\n1..%zu\n", n);
+    fflush(stdout);
     for (size_t i = 0; i < n; i++) {
         failures_in_test = 0;
+        /* What a test prints (its failed checks) goes after its "not ok"
+         * line, where TAP readers (tests/summary.py) look for it. */
+        FILE *diag = tmpfile();
+        int out = dup(STDOUT_FILENO);
+        if (diag && out >= 0)
+            dup2(fileno(diag), STDOUT_FILENO);
         tests[i].fn();
+        fflush(stdout);
+        if (diag && out >= 0)
+            dup2(out, STDOUT_FILENO);
         printf("%s %zu - %s\n", failures_in_test ? "not ok" : "ok", i + 1, tests[i].name);
+        if (diag) {
+            /* A line the test did not mark as a diagnostic (a checked string
+             * that holds a newline goes on) is marked, so it stays one. */
+            char line[4096];
+            int fresh = 1;
+            rewind(diag);
+            while (fgets(line, sizeof line, diag)) {
+                printf("%s%s", fresh && strncmp(line, "  #", 3) != 0 ? "  #   " : "", line);
+                fresh = strchr(line, '\n') != NULL;
+            }
+            fclose(diag);
+        }
+        if (out >= 0)
+            close(out);
+        fflush(stdout);
         failed += failures_in_test != 0;
     }
     return failed ? 1 : 0;
