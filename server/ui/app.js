@@ -1213,14 +1213,11 @@ async function totpNow(t, now) {
   if (totpRoute) {
     try {
       const r = await get('/onlyoffice/totp?user=' + encodeURIComponent(t.user));
-      const code = r.code || r.totp || r.current;
-      const secs = r.remainingSeconds ?? r.secondsLeft ?? r.validForSeconds ?? r.expiresInSeconds ?? r.secondsRemaining;
-      const at = r.rollsOverAt || r.validUntil || r.expiresAt || r.nextAt || r.until;
-      let until = now + 30 - (Math.floor(now) % 30);
-      if (typeof secs === 'number') until = mockNow() + secs;
-      else if (typeof at === 'string') until = Date.parse(at) / 1000;
-      else if (typeof at === 'number') until = at;
-      if (code) return { code: String(code), until };
+      // {"code", "validUntil" (mock clock), "secondsRemaining", ...}
+      let until = (Math.floor(now / 30) + 1) * 30;
+      if (typeof r.validUntil === 'string') until = Date.parse(r.validUntil) / 1000;
+      else if (typeof r.secondsRemaining === 'number') until = mockNow() + r.secondsRemaining;
+      if (r.code) return { code: String(r.code), until };
     } catch (e) {
       if (e.status !== 404 && e.status !== 405) throw e;
       totpRoute = false;
