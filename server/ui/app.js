@@ -199,12 +199,17 @@ function explain(e) {
     }
     return out;
   }
+  const said = (b) => (b && Object.keys(b).length ? Object.entries(b).map(([k, v]) => condText(k, v)).join(', ') : '');
+  const binding = said(m.binding);
   let bound;
-  const binding = m.binding && Object.keys(m.binding).length
-    ? Object.entries(m.binding).map(([k, v]) => condText(k, v)).join(', ') : '';
   switch (m.boundBy) {
     case 'header': bound = 'bound by the X-Authmock-Scenario header'; break;
-    case 'session': bound = 'kept by the session an earlier request bound'; break;
+    case 'session': {
+      // The request that bound the session, when the page saw it, says why.
+      const first = m.session && firstBinding.get(`${e.namespace || ''}|${m.session}`);
+      bound = first ? `bound by ${said(first)} (kept by its session)` : 'kept by the session an earlier request bound';
+      break;
+    }
     case 'fallback': bound = 'bound as the fallback' + (binding ? ` (${binding})` : ''); break;
     case 'binding': bound = binding ? 'bound by ' + binding : 'bound by the catch-all binding'; break;
     default: bound = m.boundBy ? 'bound by ' + m.boundBy : '';
@@ -212,8 +217,14 @@ function explain(e) {
   const outcome = e.outcome || (e.response && e.response.status) || e.status;
   let step;
   if (m.step) {
+    // The journal masks a secret's expected value ("mfaCode = ***"); the
+    // scenario itself, public to the admin API, says what the step expects.
+    const state = m.step.state || m.stateBefore;
+    const doc = docReady.get(m.scenario);
+    const written = doc && doc.states && doc.states[state] && doc.states[state][m.step.index];
+    const when = written ? written.when : m.step.when;
     out.step = m.step.index + 1;
-    step = `state ${m.stateBefore}, step ${m.step.index + 1} \`${whenText(m.step.when)}\` → ${outcome}`;
+    step = `state ${state}, step ${m.step.index + 1} \`${whenText(when)}\` → ${outcome}`;
   } else if (m.limit) {
     step = `state ${m.stateBefore}, no step: the limit answered → ${outcome}`;
   } else if (m.scenario) {
@@ -222,11 +233,13 @@ function explain(e) {
     step = `no scenario bound → ${outcome}`;
   }
   out.lines.push([m.scenario ? `scenario ${m.scenario}` : null, bound, step].filter(Boolean).join('; '));
+  if (m.step && m.step.description) out.lines.push(`(${m.step.description})`);
   if (m.stateAfter && m.stateAfter !== m.stateBefore) out.lines.push(`now in state ${m.stateAfter}`);
   if (m.limit) {
     const l = m.limit;
     out.lines.push(`limit ${l.name}: ${l.count} of ${l.max}` + (l.windowSeconds ? ` in ${l.windowSeconds} s` : ''));
   }
+  if (m.blockStarted) out.lines.push(`blocked until ${typeof m.blockStarted === 'string' ? m.blockStarted : json(m.blockStarted)}`);
   if (m.counters && Object.keys(m.counters).length) {
     out.lines.push('counters: ' + Object.entries(m.counters).map(([k, v]) => `${k} ${fmt(v)}`).join(', '));
   }
@@ -335,7 +348,8 @@ const entries = []; // newest first
 const byId = new Map();
 let selectedId = null;
 let newestId = 0;
-const lastMatch = new Map(); // "ns|api|user" → the newest entry with a match
+const lastMatch = new Map(); // "ns|session" (or "ns|api|user") → the newest entry with a match
+const firstBinding = new Map(); // "ns|session" → the binding of the request that bound it
 
 function filterOf() {
   const f = $('#filters');
@@ -385,10 +399,13 @@ function addEntry(e, live) {
   byId.set(e.id, e);
   newestId = Math.max(newestId, e.id);
   seeNamespace(e.namespace);
-  if (e.match && e.user) {
-    const k = `${e.namespace || ''}|${e.api}|${e.user}`;
+  const m = e.match;
+  if (m) {
+    // By session id where the journal gives it, else by API and user.
+    const k = m.session ? `${e.namespace || ''}|${m.session}` : `${e.namespace || ''}|${e.api}|${e.user}`;
     const old = lastMatch.get(k);
     if (!old || old.id < e.id) lastMatch.set(k, e);
+    if (m.session && m.boundBy === 'binding' && m.binding) firstBinding.set(`${e.namespace || ''}|${m.session}`, m.binding);
   }
   // Keep newest first (a reconnect may bring older ones).
   let i = 0;
@@ -411,10 +428,12 @@ function kv(pairs) {
     .map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]));
 }
 
+// Headers fold away (a browser sends a dozen); the body stays in view.
 function headersTable(hd) {
   if (!hd || typeof hd !== 'object') return null;
   const pairs = Array.isArray(hd) ? hd.map((x) => [x.name || x[0], x.value || x[1]]) : Object.entries(hd);
-  return kv(pairs.map(([k, v]) => [k, h('span.mono', { text: Array.isArray(v) ? v.join(', ') : fmt(v) })]));
+  return h('details', {}, h('summary', { text: `headers (${pairs.length})` }),
+    kv(pairs.map(([k, v]) => [k, h('span.mono', { text: Array.isArray(v) ? v.join(', ') : fmt(v) })])));
 }
 
 function bodyBlock(body, bytes, truncated) {
@@ -434,6 +453,9 @@ function showRequest(id) {
   }
   const ex = explain(e);
   const resp = e.response;
+  if (e.match && e.match.scenario && !docReady.has(e.match.scenario)) {
+    scenarioDoc(e.match.scenario).then(() => { if (selectedId === id) showRequest(id); }, () => {});
+  }
   fill(pane,
     h('h2', {}, `${e.method} `, h('span.path', { text: e.path + (e.query ? '?' + e.query : '') })),
     kv([['id', String(e.id)], ['time', e.time], ['namespace', e.namespace || '(none)'], ['api', e.api],
@@ -497,6 +519,7 @@ function connectEvents() {
       entries.length = 0;
       byId.clear();
       lastMatch.clear();
+      firstBinding.clear();
       newestId = 0;
       views.requests.load().catch(() => {});
     }
@@ -698,9 +721,18 @@ function drawGraph(doc, opts = {}) {
   return h('div.graph', { id: opts.id }, svg);
 }
 
-const scenarioDocs = new Map();
+const scenarioDocs = new Map(); // name → the promise of its document
+const docReady = new Map(); // name → the document, once it came
 async function scenarioDoc(name) {
-  if (!scenarioDocs.has(name)) scenarioDocs.set(name, get('/scenarios/' + encodeURIComponent(name)).catch((e) => { scenarioDocs.delete(name); throw e; }));
+  if (!scenarioDocs.has(name)) {
+    scenarioDocs.set(name, get('/scenarios/' + encodeURIComponent(name)).then((d) => {
+      docReady.set(name, d);
+      return d;
+    }, (e) => {
+      scenarioDocs.delete(name);
+      throw e;
+    }));
+  }
   return scenarioDocs.get(name);
 }
 
@@ -765,10 +797,10 @@ views.sessions = {
       fill(pane, h('p.error', { text: `scenario ${x.scenario}: ${e.message}` }));
       return;
     }
-    const last = lastMatch.get(`${x.namespace || ''}|${x.api}|${sessionUser(x)}`);
+    const last = lastMatch.get(`${x.namespace || ''}|${x.id}`) || lastMatch.get(`${x.namespace || ''}|${x.api}|${sessionUser(x)}`);
     const m = last && last.match && last.match.scenario === x.scenario ? last.match : null;
     const counters = x.counters || (m && m.counters) || null;
-    const taken = m && m.step && m.stateAfter === x.state ? { state: m.stateBefore, index: m.step.index } : null;
+    const taken = m && m.step && m.stateAfter === x.state ? { state: m.step.state || m.stateBefore, index: m.step.index } : null;
     const vars = x.vars && Object.keys(x.vars).length ? x.vars : null;
     const stateSel = h('select', { id: 'force-state', 'aria-label': 'State to force' },
       Object.keys(doc.states).map((n) => h('option', { value: n, selected: n === x.state, text: n })));
@@ -944,6 +976,7 @@ views.scenarios = {
       this.list = list;
       this.dir = reload ? reload.directory.replace(/\/*$/, '/') : '';
       scenarioDocs.clear();
+      docReady.clear();
       this.reload(reload);
     } catch (e) {
       $('#reload').textContent = e.message;
@@ -1180,14 +1213,11 @@ async function totpNow(t, now) {
   if (totpRoute) {
     try {
       const r = await get('/onlyoffice/totp?user=' + encodeURIComponent(t.user));
-      const code = r.code || r.totp || r.current;
-      const secs = r.remainingSeconds ?? r.secondsLeft ?? r.validForSeconds ?? r.expiresInSeconds ?? r.secondsRemaining;
-      const at = r.rollsOverAt || r.validUntil || r.expiresAt || r.nextAt || r.until;
-      let until = now + 30 - (Math.floor(now) % 30);
-      if (typeof secs === 'number') until = mockNow() + secs;
-      else if (typeof at === 'string') until = Date.parse(at) / 1000;
-      else if (typeof at === 'number') until = at;
-      if (code) return { code: String(code), until };
+      // {"code", "validUntil" (mock clock), "secondsRemaining", ...}
+      let until = (Math.floor(now / 30) + 1) * 30;
+      if (typeof r.validUntil === 'string') until = Date.parse(r.validUntil) / 1000;
+      else if (typeof r.secondsRemaining === 'number') until = mockNow() + r.secondsRemaining;
+      if (r.code) return { code: String(r.code), until };
     } catch (e) {
       if (e.status !== 404 && e.status !== 405) throw e;
       totpRoute = false;
