@@ -299,11 +299,8 @@ static void send_problem(struct http_response *resp, cJSON *errors)
     cJSON_AddStringToObject(pd, "type", "https://tools.ietf.org/html/rfc7231#section-6.5.1");
     cJSON_AddStringToObject(pd, "title", "One or more validation errors occurred.");
     cJSON_AddNumberToObject(pd, "status", 400);
-    unsigned char raw[24];
-    char hex[49], trace[64];
-    rng_bytes(raw, sizeof raw);
-    hex_encode(raw, sizeof raw, hex);
-    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
+    char trace[56];
+    rng_trace_id(trace);
     cJSON_AddStringToObject(pd, "traceId", trace);
     cJSON_AddItemToObject(pd, "errors", errors);
     http_reply_json(resp, 400, PROBLEM_JSON, pd);

@@ -326,11 +326,8 @@ static void reply_error(struct http_response *resp, int http, const char *messag
 /* A W3C traceparent-style traceId, as ProblemDetails carry. */
 static void add_trace_id(cJSON *pd)
 {
-    unsigned char raw[24];
-    char hex[49], trace[64];
-    rng_bytes(raw, sizeof raw);
-    hex_encode(raw, sizeof raw, hex);
-    snprintf(trace, sizeof trace, "00-%.32s-%.16s-00", hex, hex + 32);
+    char trace[56];
+    rng_trace_id(trace);
     cJSON_AddStringToObject(pd, "traceId", trace);
 }
 

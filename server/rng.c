@@ -7,6 +7,7 @@
 #include "jsonutil.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -147,4 +148,13 @@ char *rng_token(size_t bytes)
         bytes = sizeof raw;
     rng_bytes(raw, bytes);
     return b64url_encode(raw, bytes);
+}
+
+void rng_trace_id(char out[56])
+{
+    unsigned char raw[24];
+    char hex[49];
+    rng_bytes(raw, sizeof raw);
+    hex_encode(raw, sizeof raw, hex);
+    snprintf(out, 56, "00-%.32s-%.16s-00", hex, hex + 32);
 }

@@ -18,6 +18,9 @@ void rng_uuid(char out[37]);
 void rng_digits(char *out, int digits);
 /* An opaque URL-safe token of `bytes` random bytes; the caller frees it. */
 char *rng_token(size_t bytes);
+/* A W3C traceparent-style id as ASP.NET's ProblemDetails carry in traceId:
+ * "00-<32 hex>-<16 hex>-00", into out[56]. */
+void rng_trace_id(char out[56]);
 /* A UUID derived from a name (stable across runs), version-5 layout over SHA-1. */
 void uuid_from_name(const char *name, char out[37]);
 

@@ -798,15 +798,21 @@ def test_cors():
         stop(p)
 
 
+def self_signed(d):
+    """A throwaway certificate and key for 127.0.0.1 in directory d: (cert, key)."""
+    cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def test_tls():
     if not shutil.which("openssl"):
         return "skip openssl not installed"
     d = tempfile.mkdtemp()
     try:
-        cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                        "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
-                       check=True, capture_output=True)
+        cert, key = self_signed(d)
         p, port = start("--tls-cert", cert, "--tls-key", key)
         try:
             ctx = ssl.create_default_context()

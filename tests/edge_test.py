@@ -231,10 +231,7 @@ def test_a_slow_request_over_tls_is_closed():
         return "skip openssl not installed"
     d = tempfile.mkdtemp()
     try:
-        cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                        "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
-                       check=True, capture_output=True)
+        cert, key = cli_test.self_signed(d)
         p, port = start("--tls-cert", cert, "--tls-key", key, "--request-timeout", "1")
         try:
             ctx = ssl.create_default_context()
