@@ -16,7 +16,8 @@
  * the free callback takes it out under the table's lock; the pacer touches
  * connections only under that lock. A suspended connection cannot close
  * (libmicrohttpd does not look at it), so the pacer never resumes a dead one.
- * A vanished browser is found out by the next heartbeat's failed write.
+ * A closed tab is found out within a tick by peeking at the socket of its
+ * suspended stream; a vanished browser by the next heartbeat's failed write.
  */
 #include "events.h"
 #include "app.h"
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define EVENTS_TICK_MS 100
@@ -52,6 +54,8 @@ struct subscriber {
     double next_beat;  /* monotonic: when a heartbeat is due */
     double last_fetch; /* monotonic: the last look into the journal */
     int suspended;     /* the reader suspended the connection */
+    int gone;          /* the browser closed its end: the reader ends the stream */
+    int fd;            /* the connection's socket, or -1 */
     int slot;          /* index in ev.subs */
 };
 
@@ -74,6 +78,20 @@ static void on_record(void *cls, long id)
     atomic_store_explicit(&ev.latest, id, memory_order_release);
 }
 
+/* Whether the browser closed its end of a suspended stream's socket (a
+ * closed tab): libmicrohttpd does not watch a suspended connection, and
+ * waiting for the next heartbeat's write would keep its place for seconds.
+ * Peeking reads nothing; the socket stays open while its connection is
+ * suspended, since only libmicrohttpd closes it. */
+static int peer_closed(int fd)
+{
+    char c;
+    if (fd < 0)
+        return 0;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void *pacer_main(void *arg)
 {
     (void)arg;
@@ -94,7 +112,9 @@ static void *pacer_main(void *arg)
             if (!s)
                 continue;
             pthread_mutex_lock(&s->lock);
-            if (s->suspended && (stop || latest > s->cursor || now >= s->next_beat)) {
+            if (s->suspended && !(stop || latest > s->cursor || now >= s->next_beat))
+                s->gone = peer_closed(s->fd);
+            if (s->suspended && (stop || s->gone || latest > s->cursor || now >= s->next_beat)) {
                 s->suspended = 0;
                 MHD_resume_connection(s->conn);
             }
@@ -169,6 +189,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     pthread_mutex_lock(&s->lock);
     double now = clock_monotonic();
+    if (s->gone) {
+        pthread_mutex_unlock(&s->lock);
+        return MHD_CONTENT_READER_END_OF_STREAM; /* the last chunk fails: closed */
+    }
     if (s->sent == s->out.len) {
         s->out.len = s->sent = 0;
         if (atomic_load(&ev.stop)) {
@@ -250,6 +274,9 @@ void events_open(struct app *app, const struct http_request *req, struct http_re
     }
     s->conn = req->conn;
     s->app = app;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->fd = ci ? ci->connect_fd : -1;
     s->filter.since = -1;
     char nsbuf[64];
     s->filter.ns = arg(req, "namespace", s->ns, sizeof s->ns);

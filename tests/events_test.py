@@ -254,8 +254,10 @@ def test_streams_come_and_go_under_load_and_the_api_keeps_up():
         for t in threads:
             t.join()
         assert not errors, errors
-        held = [Stream(port) for _ in range(3)]
-        assert all(s.status == 200 for s in held)
+        # The dropped streams give their places up within a tick or two.
+        time.sleep(0.5)
+        held = [Stream(port) for _ in range(16)]
+        assert [s.status for s in held] == [200] * 16
         status, _, data = request(port, "GET", "/__admin/requests/count", headers={})
         assert json.loads(data)["count"] == n, (data, n)
     finally:
