@@ -1206,34 +1206,23 @@ views.accounts = {
   },
 };
 
-// The current code: from the server when it offers the route, else computed
-// here (RFC 6238 over the secret's bytes, at the mock clock).
-let totpRoute = true;
+// The current code, from the server: the page ships in the same binary as
+// GET /__admin/onlyoffice/totp, which computes it at the mock clock.
 async function totpNow(t, now) {
-  if (totpRoute) {
-    try {
-      const r = await get('/onlyoffice/totp?user=' + encodeURIComponent(t.user));
-      // {"code", "validUntil" (mock clock), "secondsRemaining", ...}
-      let until = (Math.floor(now / 30) + 1) * 30;
-      if (typeof r.validUntil === 'string') until = Date.parse(r.validUntil) / 1000;
-      else if (typeof r.secondsRemaining === 'number') until = mockNow() + r.secondsRemaining;
-      if (r.code) return { code: String(r.code), until };
-    } catch (e) {
-      if (e.status !== 404 && e.status !== 405) throw e;
-      totpRoute = false;
-    }
-  }
-  const step = Math.floor(now / 30);
-  return { code: await totp(t.secret, step), until: (step + 1) * 30 };
+  const r = await get('/onlyoffice/totp?user=' + encodeURIComponent(t.user));
+  let until = (Math.floor(now / 30) + 1) * 30;
+  if (typeof r.validUntil === 'string') until = Date.parse(r.validUntil) / 1000;
+  else if (typeof r.secondsRemaining === 'number') until = mockNow() + r.secondsRemaining;
+  return { code: String(r.code), until };
 }
 
+// The tfaKey the server shows for a secret: Base32 of its UTF-8 bytes.
 function base32(text) {
-  const bytes = new TextEncoder().encode(text);
   const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let out = '';
   let bits = 0;
   let value = 0;
-  for (const b of bytes) {
+  for (const b of new TextEncoder().encode(text)) {
     value = (value << 8) | b;
     bits += 8;
     while (bits >= 5) {
@@ -1241,64 +1230,7 @@ function base32(text) {
       bits -= 5;
     }
   }
-  if (bits > 0) out += abc[(value << (5 - bits)) & 31];
-  return out;
-}
-
-// SHA-1 and HMAC in a few lines: crypto.subtle exists only on secure origins,
-// and a dashboard reached at http://<container>:8080 is not one.
-function sha1(bytes) {
-  const ml = bytes.length;
-  const words = new Uint32Array((((ml + 8) >> 6) + 1) * 16);
-  for (let i = 0; i < ml; i++) words[i >> 2] |= bytes[i] << (24 - (i % 4) * 8);
-  words[ml >> 2] |= 0x80 << (24 - (ml % 4) * 8);
-  words[words.length - 1] = ml * 8;
-  let [a, b, c, d, e] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
-  const w = new Uint32Array(80);
-  for (let i = 0; i < words.length; i += 16) {
-    for (let t = 0; t < 80; t++) {
-      w[t] = t < 16 ? words[i + t] : ((x) => (x << 1) | (x >>> 31))(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]);
-    }
-    let [A, B, C, D, E] = [a, b, c, d, e];
-    for (let t = 0; t < 80; t++) {
-      const f = t < 20 ? (B & C) | (~B & D) : t < 40 ? B ^ C ^ D : t < 60 ? (B & C) | (B & D) | (C & D) : B ^ C ^ D;
-      const k = t < 20 ? 0x5a827999 : t < 40 ? 0x6ed9eba1 : t < 60 ? 0x8f1bbcdc : 0xca62c1d6;
-      const tmp = (((A << 5) | (A >>> 27)) + f + E + k + w[t]) >>> 0;
-      E = D; D = C; C = (B << 30) | (B >>> 2); B = A; A = tmp;
-    }
-    a = (a + A) >>> 0; b = (b + B) >>> 0; c = (c + C) >>> 0; d = (d + D) >>> 0; e = (e + E) >>> 0;
-  }
-  const out = new Uint8Array(20);
-  [a, b, c, d, e].forEach((v, i) => { for (let j = 0; j < 4; j++) out[i * 4 + j] = (v >>> (24 - j * 8)) & 255; });
-  return out;
-}
-
-function hmacSha1(key, msg) {
-  if (key.length > 64) key = sha1(key);
-  const k = new Uint8Array(64);
-  k.set(key);
-  const inner = new Uint8Array(64 + msg.length);
-  const outer = new Uint8Array(64 + 20);
-  for (let i = 0; i < 64; i++) {
-    inner[i] = k[i] ^ 0x36;
-    outer[i] = k[i] ^ 0x5c;
-  }
-  inner.set(msg, 64);
-  outer.set(sha1(inner), 64);
-  return sha1(outer);
-}
-
-async function totp(secret, step) {
-  const msg = new Uint8Array(8);
-  let v = step;
-  for (let i = 7; i >= 0; i--) {
-    msg[i] = v % 256;
-    v = Math.floor(v / 256);
-  }
-  const mac = hmacSha1(new TextEncoder().encode(secret), msg);
-  const o = mac[19] & 15;
-  const n = ((mac[o] & 0x7f) << 24) | (mac[o + 1] << 16) | (mac[o + 2] << 8) | mac[o + 3];
-  return String(n % 1000000).padStart(6, '0');
+  return bits > 0 ? out + abc[(value << (5 - bits)) & 31] : out;
 }
 
 // ---- start ---------------------------------------------------------------------

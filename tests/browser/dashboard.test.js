@@ -319,6 +319,7 @@ test('an onlyoffice TOTP login with the code the accounts view shows', async () 
   assert.strictEqual(shown, expected, 'the TOTP code shown is the RFC 6238 code at the mock clock');
   const route = await admin('/onlyoffice/totp?user=tfa.app@example.com');
   assert.ok([route.code, route.nextCode].includes(shown), 'and the one GET /__admin/onlyoffice/totp gives');
+  assert.match(await page.$eval('#acct-tfa\\.app\\@example\\.com', (e) => e.textContent), new RegExp(route.tfaKey));
   await shot('accounts');
   await page.$eval('#acct-tfa\\.app\\@example\\.com', (e) => e.scrollIntoView({ block: 'center' }));
   await shot('accounts-totp');
