@@ -130,6 +130,14 @@ double clock_monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void clock_deadline(struct timespec *ts, double seconds)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    long long ns = (long long)((seconds > 0 ? seconds : 0) * 1e9) + ts->tv_nsec;
+    ts->tv_sec += (time_t)(ns / 1000000000LL);
+    ts->tv_nsec = (long)(ns % 1000000000LL);
+}
+
 double clock_offset(void)
 {
     return (double)atomic_load(&clock_offset_us) / 1e6;

@@ -12,6 +12,10 @@
 double clock_now(void);
 /* Seconds on a monotonic clock: for latencies and uptime, never for mock time. */
 double clock_monotonic(void);
+/* The CLOCK_REALTIME instant `seconds` (>= 0) from now, for
+ * pthread_cond_timedwait. */
+struct timespec;
+void clock_deadline(struct timespec *ts, double seconds);
 double clock_offset(void);
 void clock_set_offset(double seconds);
 

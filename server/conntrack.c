@@ -153,10 +153,7 @@ static void *reaper_main(void *arg)
         for (struct conn_track *t = reg.head; t; t = t->next)
             look(t, now);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += REAPER_PERIOD_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        clock_deadline(&ts, REAPER_PERIOD_MS / 1000.0);
         pthread_cond_timedwait(&reg.cond, &reg.lock, &ts);
     }
     pthread_mutex_unlock(&reg.lock);

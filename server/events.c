@@ -123,10 +123,7 @@ static void *pacer_main(void *arg)
         if (stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += EVENTS_TICK_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        clock_deadline(&ts, EVENTS_TICK_MS / 1000.0);
         pthread_cond_timedwait(&ev.cond, &ev.lock, &ts);
     }
     pthread_mutex_unlock(&ev.lock);

@@ -104,12 +104,7 @@ static void *timer_main(void *arg)
             pthread_cond_wait(&timer.cond, &timer.lock);
         } else {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double wait = next - now;
-            long sec = (long)wait;
-            long nsec = (long)((wait - (double)sec) * 1e9) + ts.tv_nsec;
-            ts.tv_sec += sec + nsec / 1000000000L;
-            ts.tv_nsec = nsec % 1000000000L;
+            clock_deadline(&ts, next - now);
             pthread_cond_timedwait(&timer.cond, &timer.lock, &ts);
         }
     }

@@ -580,29 +580,40 @@ void sha1_hex(const void *data, size_t len, char out[41])
     hex_encode(digest, sizeof digest, out);
 }
 
+/* Copies `s` into out (cut to fit cap) so that it stays one line of UTF-8,
+ * whitespace-separated fields intact, whatever a client or a file sent: with `word`, a
+ * space, control character, DEL or byte of invalid UTF-8 is written %XX (as
+ * in a URL); without, only control characters, DEL and invalid bytes are,
+ * as \xXX. */
+size_t text_escape_line(char *out, size_t cap, const char *s, int word)
+{
+    size_t n = 0, left = s ? strlen(s) : 0;
+    for (; s && *s && n + 5 < cap; s++, left--) {
+        unsigned char c = (unsigned char)*s;
+        size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
+        if (c < 0x20 || c == 0x7f || (word && c == ' ') || len == 0) {
+            n += (size_t)snprintf(out + n, cap - n, word ? "%%%02X" : "\\x%02x", c);
+        } else if (n + len + 1 < cap) {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len - 1;
+            left -= len - 1;
+        } else {
+            break;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* Appends `s` so that it stays on one line of UTF-8 whatever a file holds (a
- * key "a\nb" would otherwise start a problem of its own): a control
- * character, DEL or byte of invalid UTF-8 is written \xXX, as in the log. */
+ * key "a\nb" would otherwise start a problem of its own), as in the log. */
 static void append_one_line(struct buf *b, const char *s)
 {
-    size_t left = strlen(s);
-    while (left > 0) {
-        size_t run = 0, len = 1;
-        while (run < left) {
-            unsigned char c = (unsigned char)s[run];
-            len = c >= 0x80 ? json_utf8_len((const unsigned char *)s + run, left - run) : 1;
-            if (c < 0x20 || c == 0x7f || len == 0)
-                break;
-            run += len;
-        }
-        buf_append(b, s, run);
-        if (run < left) {
-            buf_printf(b, "\\x%02x", (unsigned char)s[run]);
-            run++;
-        }
-        s += run;
-        left -= run;
-    }
+    /* Each byte takes at most 4 ("\xXX"), and the copy stops 5 short of cap. */
+    size_t cap = strlen(s) * 4 + 6;
+    if (buf_reserve(b, cap) == 0)
+        b->len += text_escape_line(b->data + b->len, cap, s, 0);
 }
 
 void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)

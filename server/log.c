@@ -60,31 +60,6 @@ static size_t json_escape(char *out, size_t cap, const char *s)
     return n;
 }
 
-/* Copies `s` into out for a text log line, so that a line stays one line of
- * whitespace-separated UTF-8 fields whatever a client sent: with `word`, a
- * space, control character, DEL or byte of invalid UTF-8 is written %XX (as
- * in a URL); without, only control characters, DEL and invalid bytes are,
- * as \xXX. */
-static void text_escape(char *out, size_t cap, const char *s, int word)
-{
-    size_t n = 0, left = s ? strlen(s) : 0;
-    for (; s && *s && n + 5 < cap; s++, left--) {
-        unsigned char c = (unsigned char)*s;
-        size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
-        if (c < 0x20 || c == 0x7f || (word && c == ' ') || len == 0) {
-            n += (size_t)snprintf(out + n, cap - n, word ? "%%%02X" : "\\x%02x", c);
-        } else if (n + len + 1 < cap) {
-            memcpy(out + n, s, len);
-            n += len;
-            s += len - 1;
-            left -= len - 1;
-        } else {
-            break;
-        }
-    }
-    out[n] = '\0';
-}
-
 static void log_message(const char *level, const char *fmt, va_list ap)
 {
     char msg[1024], line[2200], now[32];
@@ -98,7 +73,7 @@ static void log_message(const char *level, const char *fmt, va_list ap)
                      level, esc);
     } else {
         char safe[2100];
-        text_escape(safe, sizeof safe, msg, 0);
+        text_escape_line(safe, sizeof safe, msg, 0);
         n = snprintf(line, sizeof line, "%s %s %s\n", now, level, safe);
     }
     if (n > 0)
@@ -346,14 +321,13 @@ void log_request(const struct log_request *r)
         if (r->state_from)
             snprintf(state, sizeof state, " state=%.64s%s%.64s", r->state_from,
                      r->state_to ? "->" : "", r->state_to ? r->state_to : "");
-        char squery[700], ns[200], scen[200];
-        text_escape(path, sizeof path, r->path, 1);
-        text_escape(squery, sizeof squery, query, 1);
-        text_escape(ns, sizeof ns, r->ns ? r->ns : "-", 1);
-        text_escape(scen, sizeof scen, r->scenario ? r->scenario : "-", 1);
+        char ns[200], scen[200];
+        text_escape_line(path, sizeof path, r->path, 1);
+        text_escape_line(ns, sizeof ns, r->ns ? r->ns : "-", 1);
+        text_escape_line(scen, sizeof scen, r->scenario ? r->scenario : "-", 1);
         n = snprintf(line, sizeof line,
                      "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s%s%.32s\n", now,
-                     r->method, path, squery[0] ? "?" : "", squery, r->status, r->latency_ms,
+                     r->method, path, query[0] ? "?" : "", query, r->status, r->latency_ms,
                      r->api ? r->api : "-", ns, scen, state, r->outcome ? " outcome=" : "",
                      r->outcome ? r->outcome : "");
     }

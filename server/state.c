@@ -18,6 +18,7 @@
  * left and the mark goes.
  */
 #include "state.h"
+#include "clock.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "store.h"
@@ -1165,12 +1166,7 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&st->bg_lock);
     while (!st->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += STATE_FLUSH_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_deadline(&ts, STATE_FLUSH_MS / 1000.0);
         pthread_cond_timedwait(&st->bg_cond, &st->bg_lock, &ts);
         pthread_mutex_unlock(&st->bg_lock);
         write_round(st);
