@@ -290,6 +290,9 @@ int main(int argc, char **argv)
     rng_init(app.cfg.seeded, app.cfg.seed);
 
     struct problems p = {0};
+    /* The scenario files are parsed on other threads while this one loads
+     * the fixtures; their problems still come after the fixtures'. */
+    struct scenario_load *load = scenario_load_start(app.cfg.scenarios, api_table, NAPIS);
     fixtures_load(&app.fixtures, app.cfg.fixtures, &p);
     if (!p.count) {
         mesh_check_fixtures(&app.fixtures, &p);
@@ -299,7 +302,7 @@ int main(int argc, char **argv)
         problems_add(&p, app.cfg.fixtures, "mesh.clients",
                      "at least one mesh API client is needed");
     struct scenario_set *set = scenario_set_new();
-    scenario_load_dir(set, app.cfg.scenarios, api_table, NAPIS, &p);
+    scenario_load_finish(load, set, NULL, &p);
     int rc = 1;
     if (p.count) {
         fputs(p.text.data, stderr);

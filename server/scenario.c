@@ -1157,87 +1157,156 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
 
 /* Loading a directory: the file names are listed first, then the files are
  * read and parsed on a few threads (start-up with a thousand scenario files
- * is mostly open/read/parse), then added in name order on this thread, so
- * problems and twins come out the same as with one thread. */
+ * is mostly open/read/parse), then added in name order on the caller's
+ * thread, so problems and twins come out the same as with one thread. Each
+ * thread claims the next unparsed file until none is left, so a thread the
+ * scheduler holds back (two cores shared with other work) delays the load by
+ * at most the file it holds, and the caller's thread, which finishes the
+ * load, joins in as soon as it is done with what it did meanwhile. */
 struct load_file {
     char *path;
     struct scenario *s;
     struct problems p;
 };
 
-struct load_job {
+struct scenario_load {
     struct load_file *files;
-    size_t n, stride, first;
+    size_t n, cap;
+    int walk_failed, walk_errno; /* the directory could not be read, and why */
+    char *dir;
     const struct scenario_api *apis;
     size_t napis;
+    _Atomic size_t next; /* the next file to claim */
+    pthread_mutex_t lock;
+    pthread_cond_t all_done;
+    size_t done; /* files parsed, under lock */
+    /* The caller and each helper hold one; the last to let go frees the
+     * load, so the caller never waits for a helper that found no work. */
+    _Atomic int refs;
 };
 
 static void collect_path(const char *path, void *cls)
 {
-    struct load_job *job = cls;
-    struct load_file *f = realloc(job->files, (job->n + 1) * sizeof *f);
-    if (!f)
-        return;
-    job->files = f;
-    memset(&f[job->n], 0, sizeof f[job->n]);
-    f[job->n].path = strdup(path);
-    if (f[job->n].path)
-        job->n++;
+    struct scenario_load *l = cls;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct load_file *f = realloc(l->files, cap * sizeof *f);
+        if (!f)
+            return;
+        l->files = f;
+        l->cap = cap;
+    }
+    memset(&l->files[l->n], 0, sizeof l->files[l->n]);
+    l->files[l->n].path = strdup(path);
+    if (l->files[l->n].path)
+        l->n++;
 }
 
-static void *parse_files(void *arg)
+/* Parses files until none is left to claim. */
+static void load_work(struct scenario_load *l)
 {
-    const struct load_job *job = arg;
-    for (size_t i = job->first; i < job->n; i += job->stride) {
-        struct load_file *f = &job->files[i];
+    size_t parsed = 0;
+    for (;;) {
+        size_t i = atomic_fetch_add(&l->next, 1);
+        if (i >= l->n)
+            break;
+        struct load_file *f = &l->files[i];
         size_t len;
         char *text = file_read(f->path, &len);
-        if (!text) {
+        if (text)
+            f->s = scenario_parse(f->path, text, len, l->apis, l->napis, &f->p);
+        else
             problems_add(&f->p, f->path, "$", "cannot read: %s", strerror(errno));
-            continue;
-        }
-        f->s = scenario_parse(f->path, text, len, job->apis, job->napis, &f->p);
         free(text);
+        parsed++;
     }
+    if (!parsed)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->done += parsed;
+    if (l->done == l->n)
+        pthread_cond_signal(&l->all_done);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void load_release(struct scenario_load *l)
+{
+    if (atomic_fetch_sub(&l->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->all_done);
+    free(l->dir);
+    free(l);
+}
+
+static void *load_helper(void *arg)
+{
+    struct scenario_load *l = arg;
+    load_work(l);
+    load_release(l);
     return NULL;
 }
 
-int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
-                      size_t napis, struct problems *p)
+struct scenario_load *scenario_load_start(const char *dir, const struct scenario_api *apis,
+                                          size_t napis)
 {
-    return scenario_reload_dir(set, dir, apis, napis, NULL, p);
-}
-
-int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
-                        size_t napis, const struct scenario_set *served, struct problems *p)
-{
-    int before = p->count;
-    struct load_job all = {NULL, 0, 1, 0, apis, napis};
-    if (dir_walk_json(dir, collect_path, &all))
-        problems_add(p, dir, "$", "cannot read the scenarios directory: %s", strerror(errno));
+    struct scenario_load *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->dir = strdup(dir);
+    if (!l->dir) {
+        free(l);
+        return NULL;
+    }
+    l->apis = apis;
+    l->napis = napis;
+    atomic_init(&l->next, 0);
+    atomic_init(&l->refs, 1);
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->all_done, NULL);
+    if (dir_walk_json(dir, collect_path, l)) {
+        l->walk_failed = 1;
+        l->walk_errno = errno;
+    }
     enum { MAX_THREADS = 4 };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     size_t nthreads =
-        all.n < 64 ? 1 : (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
-    struct load_job jobs[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (size_t t = 0; t < nthreads; t++) {
-        jobs[t] = all;
-        jobs[t].stride = nthreads;
-        jobs[t].first = t;
-        if (t > 0)
-            started[t] = pthread_create(&threads[t], NULL, parse_files, &jobs[t]) == 0;
+        l->n < 8 ? 1 : (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
+    pthread_attr_t attr;
+    if (nthreads > 1 && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        for (size_t t = 1; t < nthreads; t++) {
+            pthread_t helper;
+            atomic_fetch_add(&l->refs, 1);
+            if (pthread_create(&helper, &attr, load_helper, l) != 0) {
+                atomic_fetch_sub(&l->refs, 1); /* no thread: the caller does its share */
+                break;
+            }
+        }
+        pthread_attr_destroy(&attr);
     }
-    parse_files(&jobs[0]);
-    for (size_t t = 1; t < nthreads; t++) {
-        if (started[t])
-            pthread_join(threads[t], NULL);
-        else
-            parse_files(&jobs[t]); /* no thread: this one does its share */
+    return l;
+}
+
+int scenario_load_finish(struct scenario_load *l, struct scenario_set *set,
+                         const struct scenario_set *served, struct problems *p)
+{
+    int before = p->count;
+    if (!l) {
+        problems_add(p, "scenarios", "$", "cannot read the scenarios directory: %s",
+                     strerror(ENOMEM));
+        return p->count - before;
     }
-    for (size_t i = 0; i < all.n; i++) {
-        struct load_file *f = &all.files[i];
+    if (l->walk_failed)
+        problems_add(p, l->dir, "$", "cannot read the scenarios directory: %s",
+                     strerror(l->walk_errno));
+    load_work(l);
+    pthread_mutex_lock(&l->lock);
+    while (l->done < l->n)
+        pthread_cond_wait(&l->all_done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    for (size_t i = 0; i < l->n; i++) {
+        struct load_file *f = &l->files[i];
         problems_merge(p, &f->p);
         const struct scenario *twin = f->s ? scenario_set_find(set, f->s->name) : NULL;
         const struct scenario *was = twin && served ? scenario_set_find(served, f->s->name) : NULL;
@@ -1257,8 +1326,22 @@ int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct 
         problems_free(&f->p);
         free(f->path);
     }
-    free(all.files);
+    free(l->files);
+    l->files = NULL;
+    load_release(l);
     return p->count - before;
+}
+
+int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                      size_t napis, struct problems *p)
+{
+    return scenario_load_finish(scenario_load_start(dir, apis, napis), set, NULL, p);
+}
+
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p)
+{
+    return scenario_load_finish(scenario_load_start(dir, apis, napis), set, served, p);
 }
 
 /* ---- engine ----------------------------------------------------------- */
