@@ -167,7 +167,7 @@ static void take_file(struct fixtures *f, const char *path, const char *api, cJS
             for (size_t m = 0; m < k->nmembers; m++) {
                 const cJSON *v = cJSON_GetObjectItemCaseSensitive(el, k->members[m].name);
                 char mp[400];
-                snprintf(mp, sizeof mp, "%s.%s", at, k->members[m].name);
+                json_path_join(mp, sizeof mp, at, SIZE_MAX, k->members[m].name, SIZE_MAX);
                 if (!v) {
                     if (k->members[m].required)
                         problems_add(p, path, mp, "is required (%s)",

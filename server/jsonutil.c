@@ -417,14 +417,39 @@ char *json_render(const cJSON *item, size_t *len)
     return o.data;
 }
 
+/* Bytes json_scan must look at: in a string (bit 1) quotes, backslashes,
+ * control characters and non-ASCII; outside one (bit 2) also brackets and
+ * braces, but not spaces. Every other byte is skipped. */
+#define SCAN_STOP(c)                                                                               \
+    ((c) < 0x20 || (c) >= 0x80 || (c) == '"'                                                       \
+         ? 3                                                                                       \
+         : ((c) == '\\' ? 1 : ((c) == '{' || (c) == '[' || (c) == '}' || (c) == ']' ? 2 : 0)))
+#define SCAN_ROW(r)                                                                                \
+    SCAN_STOP(r), SCAN_STOP(r + 1), SCAN_STOP(r + 2), SCAN_STOP(r + 3), SCAN_STOP(r + 4),          \
+        SCAN_STOP(r + 5), SCAN_STOP(r + 6), SCAN_STOP(r + 7), SCAN_STOP(r + 8), SCAN_STOP(r + 9),  \
+        SCAN_STOP(r + 10), SCAN_STOP(r + 11), SCAN_STOP(r + 12), SCAN_STOP(r + 13),                \
+        SCAN_STOP(r + 14), SCAN_STOP(r + 15)
+static const unsigned char scan_stop[256] = {
+    SCAN_ROW(0x00), SCAN_ROW(0x10), SCAN_ROW(0x20), SCAN_ROW(0x30), SCAN_ROW(0x40), SCAN_ROW(0x50),
+    SCAN_ROW(0x60), SCAN_ROW(0x70), SCAN_ROW(0x80), SCAN_ROW(0x90), SCAN_ROW(0xA0), SCAN_ROW(0xB0),
+    SCAN_ROW(0xC0), SCAN_ROW(0xD0), SCAN_ROW(0xE0), SCAN_ROW(0xF0),
+};
+
 /* What System.Text.Json refuses before it parses: text that is not UTF-8, a
  * control character (NUL included) inside a string or outside one, nesting
- * deeper than JSON_MAX_DEPTH. Returns 0 or the reason, *off the byte. */
+ * deeper than JSON_MAX_DEPTH. Returns 0 or the reason, *off the byte. Bytes
+ * that open, close or need checking are found through scan_stop: start-up
+ * scans every scenario file, and a test per byte was a sixth of parsing one. */
 static enum json_error json_scan(const char *data, size_t len, size_t *off)
 {
     const unsigned char *d = (const unsigned char *)data;
     int depth = 0, in_string = 0;
     for (size_t i = 0; i < len;) {
+        unsigned char stop = in_string ? 1 : 2;
+        while (i < len && !(scan_stop[d[i]] & stop))
+            i++;
+        if (i >= len)
+            break;
         unsigned char c = d[i];
         *off = i;
         if (c >= 0x80) {
@@ -657,6 +682,42 @@ void problems_free(struct problems *p)
 {
     buf_free(&p->text);
     p->count = 0;
+}
+
+void json_path_join(char *dst, size_t cap, const char *path, size_t path_max, const char *key,
+                    size_t key_max)
+{
+    if (!cap)
+        return;
+    size_t room = cap - 1, at = strnlen(path, path_max);
+    at = at < room ? at : room;
+    memcpy(dst, path, at);
+    if (at < room)
+        dst[at++] = '.';
+    size_t n = strnlen(key, key_max);
+    n = n < room - at ? n : room - at;
+    memcpy(dst + at, key, n);
+    dst[at + n] = '\0';
+}
+
+void json_path_index(char *dst, size_t cap, const char *path, size_t index)
+{
+    char tail[32];
+    size_t n = sizeof tail;
+    tail[--n] = ']';
+    do {
+        tail[--n] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index);
+    tail[--n] = '[';
+    if (!cap)
+        return;
+    size_t room = cap - 1, at = strlen(path);
+    at = at < room ? at : room;
+    memcpy(dst, path, at);
+    size_t k = sizeof tail - n < room - at ? sizeof tail - n : room - at;
+    memcpy(dst + at, tail + n, k);
+    dst[at + k] = '\0';
 }
 
 /* Plain read(2) into the buffer: stdio's extra fstat and buffered reads cost

@@ -283,7 +283,7 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
     }
     const cJSON *op = v->child;
     char sub[1024];
-    snprintf(sub, sizeof sub, "%.600s.%.400s", path, op->string);
+    json_path_join(sub, sizeof sub, path, 600, op->string, 400);
     if (strcmp(op->string, "equals") == 0) {
         c->op = COND_EQUALS;
         c->value = op;
@@ -345,7 +345,7 @@ static int duplicate_keys(struct parser *ps, const cJSON *obj, const char *path)
         for (const cJSON *b = obj->child; b != a; b = b->next)
             if (a->string && b->string && strcmp(a->string, b->string) == 0) {
                 char sub[1024];
-                snprintf(sub, sizeof sub, "%.600s.%.400s", path, a->string);
+                json_path_join(sub, sizeof sub, path, 600, a->string, 400);
                 problems_add(ps->p, ps->file, sub, "is given twice");
                 found = 1;
                 break;
@@ -368,7 +368,7 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
     cJSON_ArrayForEach(c, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        json_path_join(sub, sizeof sub, path, 600, c->string, 400);
         struct count_cond *cc = &st->counts[st->ncounts++];
         cc->counter = counter_index(ps->s, c->string);
         cc->at_least = cc->below = -1;
@@ -382,7 +382,7 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
         cJSON_ArrayForEach(b, c)
         {
             char sub2[1200];
-            snprintf(sub2, sizeof sub2, "%.700s.%.400s", sub, b->string);
+            json_path_join(sub2, sizeof sub2, sub, 700, b->string, 400);
             if (strcmp(b->string, "atLeast") == 0)
                 parse_count(ps, b, sub2, &cc->at_least);
             else if (strcmp(b->string, "below") == 0)
@@ -405,7 +405,7 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
     cJSON_ArrayForEach(b, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, b->string);
+        json_path_join(sub, sizeof sub, path, 600, b->string, 400);
         if (strcmp(b->string, "atLeast") == 0)
             parse_seconds(ps, b, sub, &st->age_at_least);
         else if (strcmp(b->string, "below") == 0)
@@ -442,7 +442,7 @@ static void parse_header_conds(struct parser *ps, const cJSON *v, const char *pa
     cJSON_ArrayForEach(h, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, h->string);
+        json_path_join(sub, sizeof sub, path, 600, h->string, 400);
         if (!header_name_ok(h->string)) {
             problems_add(ps->p, ps->file, sub,
                          "must be a header name: 1 to 128 letters, digits or !#$%%&'*+-.^_`|~");
@@ -484,7 +484,7 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
     cJSON_ArrayForEach(c, when)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        json_path_join(sub, sizeof sub, path, 600, c->string, 400);
         if (strcmp(c->string, "headers") == 0) {
             parse_header_conds(ps, c, sub, *conds, nconds);
             continue;
@@ -537,7 +537,7 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
     const cJSON *v;
     char sub[1024];
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "http"))) {
-        snprintf(sub, sizeof sub, "%s.http", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "http", SIZE_MAX);
         /* A reply is a final answer: 1xx statuses are interim, and a 101 or
          * 103 sent as the answer leaves a client waiting for another. */
         if (!cJSON_IsNumber(v) || v->valuedouble < 200 || v->valuedouble > 599 ||
@@ -545,7 +545,7 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
             problems_add(ps->p, ps->file, sub, "must be an HTTP status from 200 to 599");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "headers"))) {
-        snprintf(sub, sizeof sub, "%s.headers", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "headers", SIZE_MAX);
         const cJSON *h;
         if (!cJSON_IsObject(v))
             problems_add(ps->p, ps->file, sub, "must be an object of header names to strings");
@@ -560,19 +560,19 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
             }
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "delayMs"))) {
-        snprintf(sub, sizeof sub, "%s.delayMs", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "delayMs", SIZE_MAX);
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 60000)
             problems_add(ps->p, ps->file, sub, "must be a number of milliseconds from 0 to 60000");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "fault"))) {
-        snprintf(sub, sizeof sub, "%s.fault", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "fault", SIZE_MAX);
         const char *f = cJSON_IsString(v) ? v->valuestring : "";
         if (strcmp(f, "drop") && strcmp(f, "truncate") && strcmp(f, "malformed"))
             problems_add(ps->p, ps->file, sub, "must be drop, truncate or malformed");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter"))) {
         long n;
-        snprintf(sub, sizeof sub, "%s.retryAfter", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "retryAfter", SIZE_MAX);
         parse_count(ps, v, sub, &n);
     }
     if (api && api->validate_reply)
@@ -594,7 +594,7 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
     char sub[1024];
     cJSON_ArrayForEach(k, sj)
     {
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+        json_path_join(sub, sizeof sub, path, 600, k->string, 400);
         if (strcmp(k->string, "when") == 0) {
             st->when = k;
             parse_when(ps, k, sub, &st->conds, &st->nconds, st);
@@ -655,7 +655,7 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         }
     }
     if (!st->reply) {
-        snprintf(sub, sizeof sub, "%s.reply", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "reply", SIZE_MAX);
         problems_add(ps->p, ps->file, sub, "is required");
     }
 }
@@ -684,7 +684,7 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
         const cJSON *k;
         cJSON_ArrayForEach(k, l)
         {
-            snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+            json_path_join(sub, sizeof sub, path, 600, k->string, 400);
             if (strcmp(k->string, "counter") == 0) {
                 if (!cJSON_IsString(k) || !valid_name(k->valuestring))
                     problems_add(ps->p, ps->file, sub, "must be a counter name");
@@ -715,11 +715,11 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
         static const char *const required[] = {"counter", "max", "windowSeconds", "reply"};
         for (size_t r = 0; r < 4; r++)
             if (!cJSON_GetObjectItemCaseSensitive(l, required[r])) {
-                snprintf(sub, sizeof sub, "%.600s.%.400s", path, required[r]);
+                json_path_join(sub, sizeof sub, path, 600, required[r], 400);
                 problems_add(ps->p, ps->file, sub, "is required");
             }
         if (lim->window <= 0 && cJSON_GetObjectItemCaseSensitive(l, "windowSeconds")) {
-            snprintf(sub, sizeof sub, "%s.windowSeconds", path);
+            json_path_join(sub, sizeof sub, path, SIZE_MAX, "windowSeconds", SIZE_MAX);
             problems_add(ps->p, ps->file, sub, "must be more than 0");
         }
         if (lim->counter >= 0 && lim->window > ps->s->window[lim->counter])
@@ -859,7 +859,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
     {
         struct state *state = &s->states[si++];
         char path[300];
-        snprintf(path, sizeof path, "$.states.%s", stj->string);
+        json_path_join(path, sizeof path, "$.states", SIZE_MAX, stj->string, SIZE_MAX);
         if (!valid_name(stj->string))
             problems_add(p, file, path, "a state name is 1 to 64 letters, digits, '-', '_', '.'");
         if (!cJSON_IsArray(stj) || cJSON_GetArraySize(stj) == 0) {
@@ -871,7 +871,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         cJSON_ArrayForEach(sj, stj)
         {
             char spath[340];
-            snprintf(spath, sizeof spath, "%s[%zu]", path, state->nsteps);
+            json_path_index(spath, sizeof spath, path, state->nsteps);
             parse_step(&ps, sj, spath, &state->steps[state->nsteps++], api);
         }
     }
