@@ -755,19 +755,34 @@ char *file_read(const char *path, size_t *len)
     return b.data;
 }
 
+/* Name order by bytes: alphasort's strcoll is the same order in the C locale
+ * this program runs in, at three times the cost for a thousand names. */
+static int name_order(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
 int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void *cls)
 {
     struct dirent **names = NULL;
-    int n = scandir(dir, &names, NULL, alphasort);
+    int n = scandir(dir, &names, NULL, name_order);
     if (n < 0)
         return -1;
+    /* The path is the directory, a slash unless it ends in one, and the name,
+     * cut to 4095 bytes as snprintf into path[4096] would. */
+    char path[4096];
+    size_t dl = strlen(dir);
+    dl = dl < sizeof path - 1 ? dl : sizeof path - 1;
+    memcpy(path, dir, dl);
+    if (!(dl && dir[dl - 1] == '/') && dl < sizeof path - 1)
+        path[dl++] = '/';
     for (int i = 0; i < n; i++) {
         const char *nm = names[i]->d_name;
         size_t nl = strlen(nm);
-        char path[4096];
+        size_t cut = nl < sizeof path - 1 - dl ? nl : sizeof path - 1 - dl;
+        memcpy(path + dl, nm, cut);
+        path[dl + cut] = '\0';
         struct stat st;
-        size_t dl = strlen(dir);
-        snprintf(path, sizeof path, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", nm);
         /* The directory entry's type spares a stat per file where the file
          * system records it; links and unknown types are stat'ed. */
         int is_dir = names[i]->d_type == DT_DIR, is_reg = names[i]->d_type == DT_REG;

