@@ -240,12 +240,23 @@ static void *persist_main(void *arg)
     return NULL;
 }
 
+/* The in-memory store's copy of the fixtures and scenarios is written by a
+ * thread started behind the listening line, so on a busy machine it takes
+ * no CPU from the start-up. */
+static pthread_t persister;
+static int persisting;
+
+static void start_persisting(struct app *app)
+{
+    persisting = pthread_create(&persister, NULL, persist_main, app) == 0;
+    if (!persisting)
+        persist_main(app);
+}
+
 int main(int argc, char **argv)
 {
     struct app app;
     memset(&app, 0, sizeof app);
-    pthread_t persister;
-    int persisting = 0;
     app.started = clock_monotonic();
     init_apis();
     enum config_mode mode;
@@ -342,12 +353,7 @@ int main(int argc, char **argv)
                 store_errmsg(app.store));
         goto out;
     } else if (!is_file) {
-        persisting = pthread_create(&persister, NULL, persist_main, &app) == 0;
-        if (!persisting && persist_data(&app)) {
-            fprintf(stderr, "authmock: cannot write fixtures and scenarios: %s\n",
-                    store_errmsg(app.store));
-            goto out;
-        }
+        app.on_listening = start_persisting;
     }
     if (journal_init(&app)) {
         fprintf(stderr, "authmock: no memory for a journal of %ld entries and %ld bytes\n",
