@@ -89,6 +89,10 @@ void json_path_index(char *dst, size_t cap, const char *path, size_t index);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (length in *len).
  * Returns NULL with errno set when it cannot be read. */
 char *file_read(const char *path, size_t *len);
+/* file_read for a path dir_walk_json gave: a regular file, read in one call
+ * fewer (pipes and terminals give short reads before their end; a regular
+ * file does not). */
+char *file_read_regular(const char *path, size_t *len);
 
 /* Calls fn for every *.json file under `dir` (recursively, in name order,
  * skipping dot-files). Returns -1 with errno set when `dir` cannot be read. */

@@ -1212,7 +1212,7 @@ static void load_work(struct scenario_load *l)
             break;
         struct load_file *f = &l->files[i];
         size_t len;
-        char *text = file_read(f->path, &len);
+        char *text = file_read_regular(f->path, &len);
         if (text)
             f->s = scenario_parse(f->path, text, len, l->apis, l->napis, &f->p);
         else
