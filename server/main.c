@@ -253,6 +253,36 @@ static void start_persisting(struct app *app)
         persist_main(app);
 }
 
+/* Opens the store and the state beside it; a file database also gives back
+ * what it kept (the mock clock, and uploaded scenarios into `set`). */
+struct opening {
+    struct app *app;
+    struct scenario_set *set;
+    enum { OPENED, STORE_FAILED, STATE_FAILED } result;
+    char err[1024];
+};
+
+static void *open_state(void *arg)
+{
+    struct opening *o = arg;
+    struct app *app = o->app;
+    if (store_open(app->cfg.db, &app->store, o->err, sizeof o->err)) {
+        o->result = STORE_FAILED;
+        return NULL;
+    }
+    int is_file = store_is_file(app->store);
+    if (is_file) {
+        char *clock = store_meta_get(app->store, "clock");
+        clock_load(clock);
+        free(clock);
+        scenario_load_uploaded(o->set, app->store, api_table, NAPIS);
+    }
+    struct state_limits limits = {app->cfg.max_sessions, app->cfg.max_tokens};
+    if (state_open(&app->state, &limits, is_file ? app->store : NULL, o->err, sizeof o->err))
+        o->result = STATE_FAILED;
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     struct app app;
@@ -301,6 +331,13 @@ int main(int argc, char **argv)
     rng_init(app.cfg.seeded, app.cfg.seed);
 
     struct problems p = {0};
+    /* A store in memory, and the state beside it, need no file and fail only
+     * for want of memory: a thread opens them while the files load. A file
+     * database is opened only once the files are valid. */
+    struct opening opening = {&app, NULL, OPENED, ""};
+    pthread_t opener;
+    int opened_early = store_path_in_memory(app.cfg.db) &&
+                       pthread_create(&opener, NULL, open_state, &opening) == 0;
     /* The scenario files are parsed on other threads while this one loads
      * the fixtures; their problems still come after the fixtures'. */
     struct scenario_load *load = scenario_load_start(app.cfg.scenarios, api_table, NAPIS);
@@ -314,6 +351,8 @@ int main(int argc, char **argv)
                      "at least one mesh API client is needed");
     struct scenario_set *set = scenario_set_new();
     scenario_load_finish(load, set, NULL, &p);
+    if (opened_early)
+        pthread_join(opener, NULL);
     int rc = 1;
     if (p.count) {
         fputs(p.text.data, stderr);
@@ -322,25 +361,19 @@ int main(int argc, char **argv)
         scenario_set_release(set);
         goto out;
     }
-    if (store_open(app.cfg.db, &app.store, err, sizeof err)) {
-        fprintf(stderr, "authmock: %s\n", err);
+    if (!opened_early) {
+        opening.set = set;
+        open_state(&opening);
+    }
+    if (opening.result == STORE_FAILED)
+        fprintf(stderr, "authmock: %s\n", opening.err);
+    else if (opening.result == STATE_FAILED)
+        fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, opening.err);
+    if (opening.result != OPENED) {
         scenario_set_release(set);
         goto out;
     }
     int is_file = store_is_file(app.store);
-    if (is_file) {
-        /* What a file database kept: the mock clock and uploaded scenarios. */
-        char *clock = store_meta_get(app.store, "clock");
-        clock_load(clock);
-        free(clock);
-        scenario_load_uploaded(set, app.store, api_table, NAPIS);
-    }
-    struct state_limits limits = {app.cfg.max_sessions, app.cfg.max_tokens};
-    if (state_open(&app.state, &limits, is_file ? app.store : NULL, err, sizeof err)) {
-        fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, err);
-        scenario_set_release(set);
-        goto out;
-    }
     app.engine = scenario_engine_new(app.store, app.state, set);
     app.apis = api_table;
     app.napis = NAPIS;
