@@ -1155,14 +1155,16 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
     return m->text;
 }
 
-/* Loading a directory: the file names are listed first, then the files are
- * read and parsed on a few threads (start-up with a thousand scenario files
- * is mostly open/read/parse), then added in name order on the caller's
- * thread, so problems and twins come out the same as with one thread. Each
- * thread claims the next unparsed file until none is left, so a thread the
+/* Loading a directory: the files are listed, then read and parsed on a few
+ * threads (start-up with a thousand scenario files is mostly open/read/parse),
+ * then added in name order on the caller's thread, so problems and twins come
+ * out the same as with one thread. The helper threads start at once, and the
+ * first thread to get there lists the directory, so neither the listing nor
+ * a thread's start holds up the caller, who meanwhile does other work. Each
+ * thread then claims the next unparsed file until none is left: a thread the
  * scheduler holds back (two cores shared with other work) delays the load by
- * at most the file it holds, and the caller's thread, which finishes the
- * load, joins in as soon as it is done with what it did meanwhile. */
+ * at most the file it holds, and the caller's thread joins in as soon as it
+ * finishes the load. */
 struct load_file {
     char *path;
     struct scenario *s;
@@ -1176,10 +1178,12 @@ struct scenario_load {
     char *dir;
     const struct scenario_api *apis;
     size_t napis;
+    _Atomic int listing; /* a thread has taken on listing the files */
     _Atomic size_t next; /* the next file to claim */
     pthread_mutex_t lock;
-    pthread_cond_t all_done;
-    size_t done; /* files parsed, under lock */
+    pthread_cond_t changed; /* listed, or done, changed */
+    int listed;             /* the files are listed, under lock */
+    size_t done;            /* files parsed, under lock */
     /* The caller and each helper hold one; the last to let go frees the
      * load, so the caller never waits for a helper that found no work. */
     _Atomic int refs;
@@ -1200,6 +1204,26 @@ static void collect_path(const char *path, void *cls)
     l->files[l->n].path = strdup(path);
     if (l->files[l->n].path)
         l->n++;
+}
+
+/* Lists the files, unless another thread has taken that on: then waits for
+ * its list. */
+static void load_list(struct scenario_load *l)
+{
+    if (atomic_exchange(&l->listing, 1) == 0) {
+        int failed = dir_walk_json(l->dir, collect_path, l) != 0;
+        int why = errno;
+        pthread_mutex_lock(&l->lock);
+        l->walk_failed = failed;
+        l->walk_errno = why;
+        l->listed = 1;
+        pthread_cond_broadcast(&l->changed);
+    } else {
+        pthread_mutex_lock(&l->lock);
+        while (!l->listed)
+            pthread_cond_wait(&l->changed, &l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
 }
 
 /* Parses files until none is left to claim. */
@@ -1225,7 +1249,7 @@ static void load_work(struct scenario_load *l)
     pthread_mutex_lock(&l->lock);
     l->done += parsed;
     if (l->done == l->n)
-        pthread_cond_signal(&l->all_done);
+        pthread_cond_broadcast(&l->changed);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -1234,7 +1258,7 @@ static void load_release(struct scenario_load *l)
     if (atomic_fetch_sub(&l->refs, 1) != 1)
         return;
     pthread_mutex_destroy(&l->lock);
-    pthread_cond_destroy(&l->all_done);
+    pthread_cond_destroy(&l->changed);
     free(l->dir);
     free(l);
 }
@@ -1242,6 +1266,7 @@ static void load_release(struct scenario_load *l)
 static void *load_helper(void *arg)
 {
     struct scenario_load *l = arg;
+    load_list(l);
     load_work(l);
     load_release(l);
     return NULL;
@@ -1260,18 +1285,15 @@ struct scenario_load *scenario_load_start(const char *dir, const struct scenario
     }
     l->apis = apis;
     l->napis = napis;
+    atomic_init(&l->listing, 0);
     atomic_init(&l->next, 0);
     atomic_init(&l->refs, 1);
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->all_done, NULL);
-    if (dir_walk_json(dir, collect_path, l)) {
-        l->walk_failed = 1;
-        l->walk_errno = errno;
-    }
+    pthread_cond_init(&l->changed, NULL);
+    /* One thread per CPU, up to four, the caller's included. */
     enum { MAX_THREADS = 4 };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nthreads =
-        l->n < 8 ? 1 : (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
+    size_t nthreads = (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
     pthread_attr_t attr;
     if (nthreads > 1 && pthread_attr_init(&attr) == 0) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -1297,13 +1319,14 @@ int scenario_load_finish(struct scenario_load *l, struct scenario_set *set,
                      strerror(ENOMEM));
         return p->count - before;
     }
+    load_list(l);
     if (l->walk_failed)
         problems_add(p, l->dir, "$", "cannot read the scenarios directory: %s",
                      strerror(l->walk_errno));
     load_work(l);
     pthread_mutex_lock(&l->lock);
     while (l->done < l->n)
-        pthread_cond_wait(&l->all_done, &l->lock);
+        pthread_cond_wait(&l->changed, &l->lock);
     pthread_mutex_unlock(&l->lock);
     for (size_t i = 0; i < l->n; i++) {
         struct load_file *f = &l->files[i];
