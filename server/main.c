@@ -341,6 +341,9 @@ int main(int argc, char **argv)
     /* The scenario files are parsed on other threads while this one loads
      * the fixtures; their problems still come after the fixtures'. */
     struct scenario_load *load = scenario_load_start(app.cfg.scenarios, api_table, NAPIS);
+    /* Watched from before they are read, so an edit made meanwhile is seen;
+     * the watcher thread starts once there is an engine to reload. */
+    watch_prepare(app.cfg.scenarios);
     fixtures_load(&app.fixtures, app.cfg.fixtures, &p);
     if (!p.count) {
         mesh_check_fixtures(&app.fixtures, &p);

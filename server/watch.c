@@ -29,7 +29,8 @@ static struct {
     int stop[2];
     pthread_t thread;
     int running;
-} w = {NULL, -1, {-1, -1}, 0, 0};
+    int prepared, prepare_errno;
+} w = {NULL, -1, {-1, -1}, 0, 0, 0, 0};
 
 /* The last reload, for the dashboard (GET /__admin/reload). */
 static struct {
@@ -165,18 +166,30 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-int watch_start(struct app *app)
+int watch_prepare(const char *dir)
 {
-    w.app = app;
+    w.prepared = 1;
     w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w.fd < 0 || pipe2(w.stop, O_CLOEXEC) != 0) {
-        log_error("live scenarios are off: inotify: %s", strerror(errno));
+        w.prepare_errno = errno;
         if (w.fd >= 0)
             close(w.fd);
         w.fd = -1;
         return -1;
     }
-    add_watches(app->cfg.scenarios);
+    add_watches(dir);
+    return 0;
+}
+
+int watch_start(struct app *app)
+{
+    w.app = app;
+    if (!w.prepared)
+        watch_prepare(app->cfg.scenarios);
+    if (w.fd < 0) {
+        log_error("live scenarios are off: inotify: %s", strerror(w.prepare_errno));
+        return -1;
+    }
     if (pthread_create(&w.thread, NULL, watch_main, NULL) != 0) {
         log_error("live scenarios are off: cannot start the watcher thread");
         close(w.fd);
