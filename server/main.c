@@ -7,6 +7,7 @@
 #include "app.h"
 #include "arena.h"
 #include "clock.h"
+#include "heap.h"
 #include "http.h"
 #include "journal.h"
 #include "log.h"
@@ -253,6 +254,13 @@ static void start_persisting(struct app *app)
         persist_main(app);
 }
 
+static void on_listening(struct app *app)
+{
+    heap_serving();
+    if (!store_is_file(app->store))
+        start_persisting(app);
+}
+
 /* Opens the store and the state beside it; a file database also gives back
  * what it kept (the mock clock, and uploaded scenarios into `set`). */
 struct opening {
@@ -266,6 +274,7 @@ static void *open_state(void *arg)
 {
     struct opening *o = arg;
     struct app *app = o->app;
+    heap_this_thread();
     if (store_open(app->cfg.db, &app->store, o->err, sizeof o->err)) {
         o->result = STORE_FAILED;
         return NULL;
@@ -329,6 +338,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     rng_init(app.cfg.seeded, app.cfg.seed);
+    heap_start_up();
 
     struct problems p = {0};
     /* A store in memory, and the state beside it, need no file and fail only
@@ -388,9 +398,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "authmock: cannot write fixtures and scenarios into %s: %s\n", app.cfg.db,
                 store_errmsg(app.store));
         goto out;
-    } else if (!is_file) {
-        app.on_listening = start_persisting;
     }
+    app.on_listening = on_listening;
     if (journal_init(&app)) {
         fprintf(stderr, "authmock: no memory for a journal of %ld entries and %ld bytes\n",
                 app.cfg.journal_max, app.cfg.journal_max_bytes);

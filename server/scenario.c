@@ -10,6 +10,7 @@
  */
 #include "scenario.h"
 #include "clock.h"
+#include "heap.h"
 #include "log.h"
 #include "arena.h"
 #include "rng.h"
@@ -1266,6 +1267,7 @@ static void load_release(struct scenario_load *l)
 static void *load_helper(void *arg)
 {
     struct scenario_load *l = arg;
+    heap_this_thread();
     load_list(l);
     load_work(l);
     load_release(l);
