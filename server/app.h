@@ -26,6 +26,9 @@ struct app {
     double started; /* monotonic seconds at start */
     int port;       /* the port actually bound */
     int tls;        /* serving HTTPS */
+    /* Called once, on the serving thread, right after the listening line:
+     * main starts there what nothing needs before serving. May be NULL. */
+    void (*on_listening)(struct app *app);
 };
 
 #endif

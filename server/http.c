@@ -1076,6 +1076,8 @@ int http_serve(struct app *app, char *err, size_t errlen)
            scenario_engine_count(app->engine),
            cfg->profile == PROFILE_SERVER ? "server" : "documented");
     fflush(stdout);
+    if (app->on_listening)
+        app->on_listening(app);
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -7,6 +7,7 @@
 #include "app.h"
 #include "arena.h"
 #include "clock.h"
+#include "heap.h"
 #include "http.h"
 #include "journal.h"
 #include "log.h"
@@ -240,12 +241,61 @@ static void *persist_main(void *arg)
     return NULL;
 }
 
+/* The in-memory store's copy of the fixtures and scenarios is written by a
+ * thread started behind the listening line, so on a busy machine it takes
+ * no CPU from the start-up. */
+static pthread_t persister;
+static int persisting;
+
+static void start_persisting(struct app *app)
+{
+    persisting = pthread_create(&persister, NULL, persist_main, app) == 0;
+    if (!persisting)
+        persist_main(app);
+}
+
+static void on_listening(struct app *app)
+{
+    heap_serving();
+    if (!store_is_file(app->store))
+        start_persisting(app);
+}
+
+/* Opens the store and the state beside it; a file database also gives back
+ * what it kept (the mock clock, and uploaded scenarios into `set`). */
+struct opening {
+    struct app *app;
+    struct scenario_set *set;
+    enum { OPENED, STORE_FAILED, STATE_FAILED } result;
+    char err[1024];
+};
+
+static void *open_state(void *arg)
+{
+    struct opening *o = arg;
+    struct app *app = o->app;
+    heap_this_thread();
+    if (store_open(app->cfg.db, &app->store, o->err, sizeof o->err)) {
+        o->result = STORE_FAILED;
+        return NULL;
+    }
+    int is_file = store_is_file(app->store);
+    if (is_file) {
+        char *clock = store_meta_get(app->store, "clock");
+        clock_load(clock);
+        free(clock);
+        scenario_load_uploaded(o->set, app->store, api_table, NAPIS);
+    }
+    struct state_limits limits = {app->cfg.max_sessions, app->cfg.max_tokens};
+    if (state_open(&app->state, &limits, is_file ? app->store : NULL, o->err, sizeof o->err))
+        o->result = STATE_FAILED;
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     struct app app;
     memset(&app, 0, sizeof app);
-    pthread_t persister;
-    int persisting = 0;
     app.started = clock_monotonic();
     init_apis();
     enum config_mode mode;
@@ -288,8 +338,22 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     rng_init(app.cfg.seeded, app.cfg.seed);
+    heap_start_up();
 
     struct problems p = {0};
+    /* A store in memory, and the state beside it, need no file and fail only
+     * for want of memory: a thread opens them while the files load. A file
+     * database is opened only once the files are valid. */
+    struct opening opening = {&app, NULL, OPENED, ""};
+    pthread_t opener;
+    int opened_early = store_path_in_memory(app.cfg.db) &&
+                       pthread_create(&opener, NULL, open_state, &opening) == 0;
+    /* The scenario files are parsed on other threads while this one loads
+     * the fixtures; their problems still come after the fixtures'. */
+    struct scenario_load *load = scenario_load_start(app.cfg.scenarios, api_table, NAPIS);
+    /* Watched from before they are read, so an edit made meanwhile is seen;
+     * the watcher thread starts once there is an engine to reload. */
+    watch_prepare(app.cfg.scenarios);
     fixtures_load(&app.fixtures, app.cfg.fixtures, &p);
     if (!p.count) {
         mesh_check_fixtures(&app.fixtures, &p);
@@ -299,7 +363,9 @@ int main(int argc, char **argv)
         problems_add(&p, app.cfg.fixtures, "mesh.clients",
                      "at least one mesh API client is needed");
     struct scenario_set *set = scenario_set_new();
-    scenario_load_dir(set, app.cfg.scenarios, api_table, NAPIS, &p);
+    scenario_load_finish(load, set, NULL, &p);
+    if (opened_early)
+        pthread_join(opener, NULL);
     int rc = 1;
     if (p.count) {
         fputs(p.text.data, stderr);
@@ -308,25 +374,19 @@ int main(int argc, char **argv)
         scenario_set_release(set);
         goto out;
     }
-    if (store_open(app.cfg.db, &app.store, err, sizeof err)) {
-        fprintf(stderr, "authmock: %s\n", err);
+    if (!opened_early) {
+        opening.set = set;
+        open_state(&opening);
+    }
+    if (opening.result == STORE_FAILED)
+        fprintf(stderr, "authmock: %s\n", opening.err);
+    else if (opening.result == STATE_FAILED)
+        fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, opening.err);
+    if (opening.result != OPENED) {
         scenario_set_release(set);
         goto out;
     }
     int is_file = store_is_file(app.store);
-    if (is_file) {
-        /* What a file database kept: the mock clock and uploaded scenarios. */
-        char *clock = store_meta_get(app.store, "clock");
-        clock_load(clock);
-        free(clock);
-        scenario_load_uploaded(set, app.store, api_table, NAPIS);
-    }
-    struct state_limits limits = {app.cfg.max_sessions, app.cfg.max_tokens};
-    if (state_open(&app.state, &limits, is_file ? app.store : NULL, err, sizeof err)) {
-        fprintf(stderr, "authmock: --db %s: %s\n", app.cfg.db, err);
-        scenario_set_release(set);
-        goto out;
-    }
     app.engine = scenario_engine_new(app.store, app.state, set);
     app.apis = api_table;
     app.napis = NAPIS;
@@ -338,14 +398,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "authmock: cannot write fixtures and scenarios into %s: %s\n", app.cfg.db,
                 store_errmsg(app.store));
         goto out;
-    } else if (!is_file) {
-        persisting = pthread_create(&persister, NULL, persist_main, &app) == 0;
-        if (!persisting && persist_data(&app)) {
-            fprintf(stderr, "authmock: cannot write fixtures and scenarios: %s\n",
-                    store_errmsg(app.store));
-            goto out;
-        }
     }
+    app.on_listening = on_listening;
     if (journal_init(&app)) {
         fprintf(stderr, "authmock: no memory for a journal of %ld entries and %ld bytes\n",
                 app.cfg.journal_max, app.cfg.journal_max_bytes);

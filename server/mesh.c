@@ -1367,7 +1367,7 @@ static void mesh_validate_reply(const cJSON *reply, const char *file, const char
     cJSON_ArrayForEach(k, reply)
     {
         if (!str_find(keys, COUNT(keys), k->string, 0)) {
-            snprintf(sub, sizeof sub, "%s.%s", path, k->string);
+            json_path_join(sub, sizeof sub, path, SIZE_MAX, k->string, SIZE_MAX);
             problems_add(p, file, sub,
                          "unknown key in a mesh reply (outcome, content, status, message, "
                          "displayMessage, errorType, http, headers, body, delayMs, fault, "
@@ -1375,35 +1375,35 @@ static void mesh_validate_reply(const cJSON *reply, const char *file, const char
         }
     }
     static const char *const outcomes[] = {"succeeded"};
-    snprintf(sub, sizeof sub, "%s.outcome", path);
+    json_path_join(sub, sizeof sub, path, SIZE_MAX, "outcome", SIZE_MAX);
     check_enum_member(reply, "outcome", outcomes, COUNT(outcomes), file, sub, p);
     const char *statuses[COUNT(api_statuses)];
     for (size_t i = 0; i < COUNT(api_statuses); i++)
         statuses[i] = api_statuses[i].status;
-    snprintf(sub, sizeof sub, "%s.status", path);
+    json_path_join(sub, sizeof sub, path, SIZE_MAX, "status", SIZE_MAX);
     check_enum_member(reply, "status", statuses, COUNT(statuses), file, sub, p);
     static const char *const strings[] = {"message", "displayMessage", "errorType"};
     for (size_t i = 0; i < COUNT(strings); i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(reply, strings[i]);
         if (v && !cJSON_IsString(v)) {
-            snprintf(sub, sizeof sub, "%s.%s", path, strings[i]);
+            json_path_join(sub, sizeof sub, path, SIZE_MAX, strings[i], SIZE_MAX);
             problems_add(p, file, sub, "must be a string");
         }
     }
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(reply, "content");
     if (content) {
-        snprintf(sub, sizeof sub, "%s.content", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "content", SIZE_MAX);
         if (!cJSON_IsObject(content)) {
             problems_add(p, file, sub, "must be an object (fields of B2BBrokerAuthResponse)");
             return;
         }
         if (!cJSON_GetObjectItemCaseSensitive(content, "status") && !json_str(reply, "outcome"))
             problems_add(p, file, sub, "needs a status (or an outcome beside it)");
-        snprintf(sub, sizeof sub, "%s.content.status", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "content.status", SIZE_MAX);
         check_enum_member(content, "status", auth_statuses, COUNT(auth_statuses), file, sub, p);
-        snprintf(sub, sizeof sub, "%s.content.mfaType", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "content.mfaType", SIZE_MAX);
         check_enum_member(content, "mfaType", mfa_types, COUNT(mfa_types), file, sub, p);
-        snprintf(sub, sizeof sub, "%s.content.authFlowStep", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "content.authFlowStep", SIZE_MAX);
         check_enum_member(content, "authFlowStep", flow_steps, COUNT(flow_steps), file, sub, p);
     }
 }

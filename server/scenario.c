@@ -10,6 +10,7 @@
  */
 #include "scenario.h"
 #include "clock.h"
+#include "heap.h"
 #include "log.h"
 #include "arena.h"
 #include "rng.h"
@@ -283,7 +284,7 @@ static int parse_field_cond(struct parser *ps, const cJSON *v, const char *path,
     }
     const cJSON *op = v->child;
     char sub[1024];
-    snprintf(sub, sizeof sub, "%.600s.%.400s", path, op->string);
+    json_path_join(sub, sizeof sub, path, 600, op->string, 400);
     if (strcmp(op->string, "equals") == 0) {
         c->op = COND_EQUALS;
         c->value = op;
@@ -345,7 +346,7 @@ static int duplicate_keys(struct parser *ps, const cJSON *obj, const char *path)
         for (const cJSON *b = obj->child; b != a; b = b->next)
             if (a->string && b->string && strcmp(a->string, b->string) == 0) {
                 char sub[1024];
-                snprintf(sub, sizeof sub, "%.600s.%.400s", path, a->string);
+                json_path_join(sub, sizeof sub, path, 600, a->string, 400);
                 problems_add(ps->p, ps->file, sub, "is given twice");
                 found = 1;
                 break;
@@ -368,7 +369,7 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
     cJSON_ArrayForEach(c, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        json_path_join(sub, sizeof sub, path, 600, c->string, 400);
         struct count_cond *cc = &st->counts[st->ncounts++];
         cc->counter = counter_index(ps->s, c->string);
         cc->at_least = cc->below = -1;
@@ -382,7 +383,7 @@ static void parse_counter_conds(struct parser *ps, const cJSON *v, const char *p
         cJSON_ArrayForEach(b, c)
         {
             char sub2[1200];
-            snprintf(sub2, sizeof sub2, "%.700s.%.400s", sub, b->string);
+            json_path_join(sub2, sizeof sub2, sub, 700, b->string, 400);
             if (strcmp(b->string, "atLeast") == 0)
                 parse_count(ps, b, sub2, &cc->at_least);
             else if (strcmp(b->string, "below") == 0)
@@ -405,7 +406,7 @@ static void parse_age(struct parser *ps, const cJSON *v, const char *path, struc
     cJSON_ArrayForEach(b, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, b->string);
+        json_path_join(sub, sizeof sub, path, 600, b->string, 400);
         if (strcmp(b->string, "atLeast") == 0)
             parse_seconds(ps, b, sub, &st->age_at_least);
         else if (strcmp(b->string, "below") == 0)
@@ -442,7 +443,7 @@ static void parse_header_conds(struct parser *ps, const cJSON *v, const char *pa
     cJSON_ArrayForEach(h, v)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, h->string);
+        json_path_join(sub, sizeof sub, path, 600, h->string, 400);
         if (!header_name_ok(h->string)) {
             problems_add(ps->p, ps->file, sub,
                          "must be a header name: 1 to 128 letters, digits or !#$%%&'*+-.^_`|~");
@@ -484,7 +485,7 @@ static void parse_when(struct parser *ps, const cJSON *when, const char *path,
     cJSON_ArrayForEach(c, when)
     {
         char sub[1024];
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, c->string);
+        json_path_join(sub, sizeof sub, path, 600, c->string, 400);
         if (strcmp(c->string, "headers") == 0) {
             parse_header_conds(ps, c, sub, *conds, nconds);
             continue;
@@ -537,7 +538,7 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
     const cJSON *v;
     char sub[1024];
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "http"))) {
-        snprintf(sub, sizeof sub, "%s.http", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "http", SIZE_MAX);
         /* A reply is a final answer: 1xx statuses are interim, and a 101 or
          * 103 sent as the answer leaves a client waiting for another. */
         if (!cJSON_IsNumber(v) || v->valuedouble < 200 || v->valuedouble > 599 ||
@@ -545,7 +546,7 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
             problems_add(ps->p, ps->file, sub, "must be an HTTP status from 200 to 599");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "headers"))) {
-        snprintf(sub, sizeof sub, "%s.headers", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "headers", SIZE_MAX);
         const cJSON *h;
         if (!cJSON_IsObject(v))
             problems_add(ps->p, ps->file, sub, "must be an object of header names to strings");
@@ -560,19 +561,19 @@ static void validate_reply_common(struct parser *ps, const cJSON *reply, const c
             }
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "delayMs"))) {
-        snprintf(sub, sizeof sub, "%s.delayMs", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "delayMs", SIZE_MAX);
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 60000)
             problems_add(ps->p, ps->file, sub, "must be a number of milliseconds from 0 to 60000");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "fault"))) {
-        snprintf(sub, sizeof sub, "%s.fault", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "fault", SIZE_MAX);
         const char *f = cJSON_IsString(v) ? v->valuestring : "";
         if (strcmp(f, "drop") && strcmp(f, "truncate") && strcmp(f, "malformed"))
             problems_add(ps->p, ps->file, sub, "must be drop, truncate or malformed");
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(reply, "retryAfter"))) {
         long n;
-        snprintf(sub, sizeof sub, "%s.retryAfter", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "retryAfter", SIZE_MAX);
         parse_count(ps, v, sub, &n);
     }
     if (api && api->validate_reply)
@@ -594,7 +595,7 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
     char sub[1024];
     cJSON_ArrayForEach(k, sj)
     {
-        snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+        json_path_join(sub, sizeof sub, path, 600, k->string, 400);
         if (strcmp(k->string, "when") == 0) {
             st->when = k;
             parse_when(ps, k, sub, &st->conds, &st->nconds, st);
@@ -655,7 +656,7 @@ static void parse_step(struct parser *ps, const cJSON *sj, const char *path, str
         }
     }
     if (!st->reply) {
-        snprintf(sub, sizeof sub, "%s.reply", path);
+        json_path_join(sub, sizeof sub, path, SIZE_MAX, "reply", SIZE_MAX);
         problems_add(ps->p, ps->file, sub, "is required");
     }
 }
@@ -684,7 +685,7 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
         const cJSON *k;
         cJSON_ArrayForEach(k, l)
         {
-            snprintf(sub, sizeof sub, "%.600s.%.400s", path, k->string);
+            json_path_join(sub, sizeof sub, path, 600, k->string, 400);
             if (strcmp(k->string, "counter") == 0) {
                 if (!cJSON_IsString(k) || !valid_name(k->valuestring))
                     problems_add(ps->p, ps->file, sub, "must be a counter name");
@@ -715,11 +716,11 @@ static void parse_limits(struct parser *ps, const cJSON *arr, const struct scena
         static const char *const required[] = {"counter", "max", "windowSeconds", "reply"};
         for (size_t r = 0; r < 4; r++)
             if (!cJSON_GetObjectItemCaseSensitive(l, required[r])) {
-                snprintf(sub, sizeof sub, "%.600s.%.400s", path, required[r]);
+                json_path_join(sub, sizeof sub, path, 600, required[r], 400);
                 problems_add(ps->p, ps->file, sub, "is required");
             }
         if (lim->window <= 0 && cJSON_GetObjectItemCaseSensitive(l, "windowSeconds")) {
-            snprintf(sub, sizeof sub, "%s.windowSeconds", path);
+            json_path_join(sub, sizeof sub, path, SIZE_MAX, "windowSeconds", SIZE_MAX);
             problems_add(ps->p, ps->file, sub, "must be more than 0");
         }
         if (lim->counter >= 0 && lim->window > ps->s->window[lim->counter])
@@ -859,7 +860,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
     {
         struct state *state = &s->states[si++];
         char path[300];
-        snprintf(path, sizeof path, "$.states.%s", stj->string);
+        json_path_join(path, sizeof path, "$.states", SIZE_MAX, stj->string, SIZE_MAX);
         if (!valid_name(stj->string))
             problems_add(p, file, path, "a state name is 1 to 64 letters, digits, '-', '_', '.'");
         if (!cJSON_IsArray(stj) || cJSON_GetArraySize(stj) == 0) {
@@ -871,7 +872,7 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
         cJSON_ArrayForEach(sj, stj)
         {
             char spath[340];
-            snprintf(spath, sizeof spath, "%s[%zu]", path, state->nsteps);
+            json_path_index(spath, sizeof spath, path, state->nsteps);
             parse_step(&ps, sj, spath, &state->steps[state->nsteps++], api);
         }
     }
@@ -1155,89 +1156,182 @@ const char *scenario_set_memo(struct scenario_set *set, enum scenario_memo slot,
     return m->text;
 }
 
-/* Loading a directory: the file names are listed first, then the files are
- * read and parsed on a few threads (start-up with a thousand scenario files
- * is mostly open/read/parse), then added in name order on this thread, so
- * problems and twins come out the same as with one thread. */
+/* Loading a directory: the files are listed, then read and parsed on a few
+ * threads (start-up with a thousand scenario files is mostly open/read/parse),
+ * then added in name order on the caller's thread, so problems and twins come
+ * out the same as with one thread. The helper threads start at once, and the
+ * first thread to get there lists the directory, so neither the listing nor
+ * a thread's start holds up the caller, who meanwhile does other work. Each
+ * thread then claims the next unparsed file until none is left: a thread the
+ * scheduler holds back (two cores shared with other work) delays the load by
+ * at most the file it holds, and the caller's thread joins in as soon as it
+ * finishes the load. */
 struct load_file {
     char *path;
     struct scenario *s;
     struct problems p;
 };
 
-struct load_job {
+struct scenario_load {
     struct load_file *files;
-    size_t n, stride, first;
+    size_t n, cap;
+    int walk_failed, walk_errno; /* the directory could not be read, and why */
+    char *dir;
     const struct scenario_api *apis;
     size_t napis;
+    _Atomic int listing; /* a thread has taken on listing the files */
+    _Atomic size_t next; /* the next file to claim */
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* listed, or done, changed */
+    int listed;             /* the files are listed, under lock */
+    size_t done;            /* files parsed, under lock */
+    /* The caller and each helper hold one; the last to let go frees the
+     * load, so the caller never waits for a helper that found no work. */
+    _Atomic int refs;
 };
 
 static void collect_path(const char *path, void *cls)
 {
-    struct load_job *job = cls;
-    struct load_file *f = realloc(job->files, (job->n + 1) * sizeof *f);
-    if (!f)
-        return;
-    job->files = f;
-    memset(&f[job->n], 0, sizeof f[job->n]);
-    f[job->n].path = strdup(path);
-    if (f[job->n].path)
-        job->n++;
+    struct scenario_load *l = cls;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct load_file *f = realloc(l->files, cap * sizeof *f);
+        if (!f)
+            return;
+        l->files = f;
+        l->cap = cap;
+    }
+    memset(&l->files[l->n], 0, sizeof l->files[l->n]);
+    l->files[l->n].path = strdup(path);
+    if (l->files[l->n].path)
+        l->n++;
 }
 
-static void *parse_files(void *arg)
+/* Lists the files, unless another thread has taken that on: then waits for
+ * its list. */
+static void load_list(struct scenario_load *l)
 {
-    const struct load_job *job = arg;
-    for (size_t i = job->first; i < job->n; i += job->stride) {
-        struct load_file *f = &job->files[i];
-        size_t len;
-        char *text = file_read(f->path, &len);
-        if (!text) {
-            problems_add(&f->p, f->path, "$", "cannot read: %s", strerror(errno));
-            continue;
-        }
-        f->s = scenario_parse(f->path, text, len, job->apis, job->napis, &f->p);
-        free(text);
+    if (atomic_exchange(&l->listing, 1) == 0) {
+        int failed = dir_walk_json(l->dir, collect_path, l) != 0;
+        int why = errno;
+        pthread_mutex_lock(&l->lock);
+        l->walk_failed = failed;
+        l->walk_errno = why;
+        l->listed = 1;
+        pthread_cond_broadcast(&l->changed);
+    } else {
+        pthread_mutex_lock(&l->lock);
+        while (!l->listed)
+            pthread_cond_wait(&l->changed, &l->lock);
     }
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Parses files until none is left to claim. */
+static void load_work(struct scenario_load *l)
+{
+    size_t parsed = 0;
+    for (;;) {
+        size_t i = atomic_fetch_add(&l->next, 1);
+        if (i >= l->n)
+            break;
+        struct load_file *f = &l->files[i];
+        size_t len;
+        char *text = file_read_regular(f->path, &len);
+        if (text)
+            f->s = scenario_parse(f->path, text, len, l->apis, l->napis, &f->p);
+        else
+            problems_add(&f->p, f->path, "$", "cannot read: %s", strerror(errno));
+        free(text);
+        parsed++;
+    }
+    if (!parsed)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->done += parsed;
+    if (l->done == l->n)
+        pthread_cond_broadcast(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void load_release(struct scenario_load *l)
+{
+    if (atomic_fetch_sub(&l->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->changed);
+    free(l->dir);
+    free(l);
+}
+
+static void *load_helper(void *arg)
+{
+    struct scenario_load *l = arg;
+    heap_this_thread();
+    load_list(l);
+    load_work(l);
+    load_release(l);
     return NULL;
 }
 
-int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
-                      size_t napis, struct problems *p)
+struct scenario_load *scenario_load_start(const char *dir, const struct scenario_api *apis,
+                                          size_t napis)
 {
-    return scenario_reload_dir(set, dir, apis, napis, NULL, p);
-}
-
-int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
-                        size_t napis, const struct scenario_set *served, struct problems *p)
-{
-    int before = p->count;
-    struct load_job all = {NULL, 0, 1, 0, apis, napis};
-    if (dir_walk_json(dir, collect_path, &all))
-        problems_add(p, dir, "$", "cannot read the scenarios directory: %s", strerror(errno));
+    struct scenario_load *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->dir = strdup(dir);
+    if (!l->dir) {
+        free(l);
+        return NULL;
+    }
+    l->apis = apis;
+    l->napis = napis;
+    atomic_init(&l->listing, 0);
+    atomic_init(&l->next, 0);
+    atomic_init(&l->refs, 1);
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->changed, NULL);
+    /* One thread per CPU, up to four, the caller's included. */
     enum { MAX_THREADS = 4 };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nthreads =
-        all.n < 64 ? 1 : (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
-    struct load_job jobs[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (size_t t = 0; t < nthreads; t++) {
-        jobs[t] = all;
-        jobs[t].stride = nthreads;
-        jobs[t].first = t;
-        if (t > 0)
-            started[t] = pthread_create(&threads[t], NULL, parse_files, &jobs[t]) == 0;
+    size_t nthreads = (size_t)(ncpu > 1 ? (ncpu < MAX_THREADS ? ncpu : MAX_THREADS) : 1);
+    pthread_attr_t attr;
+    if (nthreads > 1 && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        for (size_t t = 1; t < nthreads; t++) {
+            pthread_t helper;
+            atomic_fetch_add(&l->refs, 1);
+            if (pthread_create(&helper, &attr, load_helper, l) != 0) {
+                atomic_fetch_sub(&l->refs, 1); /* no thread: the caller does its share */
+                break;
+            }
+        }
+        pthread_attr_destroy(&attr);
     }
-    parse_files(&jobs[0]);
-    for (size_t t = 1; t < nthreads; t++) {
-        if (started[t])
-            pthread_join(threads[t], NULL);
-        else
-            parse_files(&jobs[t]); /* no thread: this one does its share */
+    return l;
+}
+
+int scenario_load_finish(struct scenario_load *l, struct scenario_set *set,
+                         const struct scenario_set *served, struct problems *p)
+{
+    int before = p->count;
+    if (!l) {
+        problems_add(p, "scenarios", "$", "cannot read the scenarios directory: %s",
+                     strerror(ENOMEM));
+        return p->count - before;
     }
-    for (size_t i = 0; i < all.n; i++) {
-        struct load_file *f = &all.files[i];
+    load_list(l);
+    if (l->walk_failed)
+        problems_add(p, l->dir, "$", "cannot read the scenarios directory: %s",
+                     strerror(l->walk_errno));
+    load_work(l);
+    pthread_mutex_lock(&l->lock);
+    while (l->done < l->n)
+        pthread_cond_wait(&l->changed, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    for (size_t i = 0; i < l->n; i++) {
+        struct load_file *f = &l->files[i];
         problems_merge(p, &f->p);
         const struct scenario *twin = f->s ? scenario_set_find(set, f->s->name) : NULL;
         const struct scenario *was = twin && served ? scenario_set_find(served, f->s->name) : NULL;
@@ -1257,8 +1351,22 @@ int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct 
         problems_free(&f->p);
         free(f->path);
     }
-    free(all.files);
+    free(l->files);
+    l->files = NULL;
+    load_release(l);
     return p->count - before;
+}
+
+int scenario_load_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                      size_t napis, struct problems *p)
+{
+    return scenario_load_finish(scenario_load_start(dir, apis, napis), set, NULL, p);
+}
+
+int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
+                        size_t napis, const struct scenario_set *served, struct problems *p)
+{
+    return scenario_load_finish(scenario_load_start(dir, apis, napis), set, served, p);
 }
 
 /* ---- engine ----------------------------------------------------------- */

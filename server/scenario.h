@@ -77,6 +77,17 @@ int scenario_load_dir(struct scenario_set *set, const char *dir, const struct sc
  * one scenario, the problem is reported on the one that did not serve it. */
 int scenario_reload_dir(struct scenario_set *set, const char *dir, const struct scenario_api *apis,
                         size_t napis, const struct scenario_set *served, struct problems *p);
+/* scenario_reload_dir in two halves, so the caller can do other work while the
+ * files are parsed: scenario_load_start lists them and starts parsing on
+ * other threads; scenario_load_finish parses what is left on the calling
+ * thread, waits for the rest, and adds them to `set` with the same problems,
+ * in the same order, as scenario_reload_dir (`served` may be NULL). Every
+ * started load is finished. */
+struct scenario_load;
+struct scenario_load *scenario_load_start(const char *dir, const struct scenario_api *apis,
+                                          size_t napis);
+int scenario_load_finish(struct scenario_load *load, struct scenario_set *set,
+                         const struct scenario_set *served, struct problems *p);
 
 /* Adds to `set` the scenarios a file database kept from admin uploads (they
  * replace files' scenarios of the same name, as the uploads did); one that no

@@ -97,8 +97,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
     }
     s->owner_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
-    int is_file = strcmp(path, ":memory:") != 0 && path[0] != '\0';
-    if (is_file && take_ownership(s, path, err, errlen))
+    int is_memory = store_path_in_memory(path);
+    if (!is_memory && take_ownership(s, path, err, errlen))
         goto fail;
     /* One connection serialised by our own mutex: SQLite's own locking is not needed. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -108,7 +108,6 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(s->db, 2000);
     char *msg = NULL;
-    int is_memory = strcmp(path, ":memory:") == 0 || path[0] == '\0';
     const char *pragmas = is_memory ? "PRAGMA synchronous=OFF;"
                                     : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
@@ -187,6 +186,11 @@ void store_bind_text(sqlite3_stmt *st, int idx, const char *text)
 const char *store_errmsg(struct store *s)
 {
     return sqlite3_errmsg(s->db);
+}
+
+int store_path_in_memory(const char *path)
+{
+    return strcmp(path, ":memory:") == 0 || path[0] == '\0';
 }
 
 int store_is_file(const struct store *s)

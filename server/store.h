@@ -46,6 +46,8 @@ void store_bind_text(sqlite3_stmt *st, int idx, const char *text);
 const char *store_errmsg(struct store *s);
 /* Whether the database is a file (state then survives a restart). */
 int store_is_file(const struct store *s);
+/* Whether store_open(path) opens a database in memory (":memory:" or ""). */
+int store_path_in_memory(const char *path);
 /* A value of the meta table (malloc'd, NULL when absent), and setting one. */
 char *store_meta_get(struct store *s, const char *key);
 int store_meta_put(struct store *s, const char *key, const char *value);

@@ -12,7 +12,12 @@
 
 struct app;
 
-/* Starts watching app->cfg.scenarios. Returns 0, or -1 (logged) when inotify is unavailable. */
+/* Puts inotify watches on `dir` and its subdirectories, before the scenarios
+ * are read: an edit made while they load is then seen. Returns 0 or -1 (the
+ * reason is logged by watch_start). */
+int watch_prepare(const char *dir);
+/* Starts watching app->cfg.scenarios (preparing first unless watch_prepare
+ * was called). Returns 0, or -1 (logged) when inotify is unavailable. */
 int watch_start(struct app *app);
 void watch_stop(void);
 /* The last reload of the directory since start, for GET /__admin/reload:

@@ -126,6 +126,38 @@ def test_invalid_scenario_dir_refuses_to_start():
         shutil.rmtree(d)
 
 
+def test_many_scenario_files_report_problems_in_name_order():
+    # Enough files that they are parsed on several threads: the problems still
+    # come out in file-name order, twins name the first file, and start-up
+    # reports exactly what `authmock check` reports, run after run.
+    d = tempfile.mkdtemp()
+    try:
+        for i in range(200):
+            name = {20: "s019", 199: "s005"}.get(i, f"s{i:03d}")
+            doc = {"name": name, "api": "mesh", "initial": "s",
+                   "bind": {"username": f"u{i}@example.com"},
+                   "states": {"s": [{"reply": {"outcome": "succeeded"}}]}}
+            if i == 100:
+                doc["extra"] = 1
+            text = json.dumps(doc, indent=2)
+            if i in (10, 150):
+                text = text[:40]
+            open(os.path.join(d, f"f{i:03d}.json"), "w").write(text)
+        want = run("check", d)
+        assert want.returncode == 1
+        lines = [l for l in want.stderr.splitlines() if not l.startswith("authmock check:")]
+        files = [l.split(": ")[0] for l in lines]
+        assert files == [os.path.join(d, f"f{i:03d}.json") for i in (10, 20, 100, 150, 199)], lines
+        assert "'s019' is also the name of " + os.path.join(d, "f019.json") in lines[1], lines
+        for _ in range(3):
+            r = run("--port", "0", "--scenarios", d)
+            assert r.returncode != 0 and "listening" not in r.stdout
+            got = [l for l in r.stderr.splitlines() if not l.startswith("authmock: not starting")]
+            assert got == lines, (got, lines)
+    finally:
+        shutil.rmtree(d)
+
+
 def test_unreadable_dirs_refuse_to_start():
     r = run("--port", "0", "--fixtures", "/nonexistent/dir")
     assert r.returncode != 0 and "/nonexistent/dir" in r.stderr

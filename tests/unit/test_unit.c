@@ -1200,6 +1200,68 @@ static void test_json_strict(void)
     CHECK(strstr(json_error_text(JSON_ERROR_DEPTH), "64") != NULL);
 }
 
+/* The scan that precedes the parse names the byte at fault. */
+static void test_json_strict_offsets(void)
+{
+    static const struct {
+        const char *text;
+        enum json_error want;
+        size_t off;
+    } cases[] = {
+        {"{\"a\":\"\xff\"}", JSON_ERROR_UTF8, 6},
+        {"{\"ab\" : \"xyz\x01\"}", JSON_ERROR_CONTROL, 12},
+        {"{\"a\":\"\\\"\x02\"}", JSON_ERROR_CONTROL, 8}, /* after an escaped quote */
+        {"{\"a\":\"\\\\\"\x02}", JSON_ERROR_CONTROL, 9}, /* outside, after "\\" */
+        {"[1,\n\t2]\x0b", JSON_ERROR_CONTROL, 7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t off = 0;
+        enum json_error why;
+        cJSON *doc = json_parse_why(cases[i].text, strlen(cases[i].text), &off, &why);
+        if (why != cases[i].want || off != cases[i].off)
+            printf("  # case %zu: got %d at %zu, want %d at %zu\n", i, (int)why, off,
+                   (int)cases[i].want, cases[i].off);
+        CHECK(doc == NULL && why == cases[i].want && off == cases[i].off);
+    }
+    char deep[200];
+    memset(deep, '[', 70);
+    size_t off = 0;
+    enum json_error why;
+    CHECK(json_parse_why(deep, 70, &off, &why) == NULL && why == JSON_ERROR_DEPTH && off == 64);
+}
+
+/* The validation messages' paths, written as the snprintf calls they replace. */
+static void test_json_paths(void)
+{
+    char key[500], path[900], got[1200], want[1200];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    memset(path, 'p', sizeof path - 1);
+    path[sizeof path - 1] = '\0';
+    static const size_t caps[] = {1, 2, 7, 300, 1024, 1200};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        size_t cap = caps[c];
+        json_path_join(got, cap, "$.states.s[0]", 600, "reply", 400);
+        snprintf(want, cap, "%.600s.%.400s", "$.states.s[0]", "reply");
+        CHECK_STR(got, want);
+        json_path_join(got, cap, path, 600, key, 400);
+        snprintf(want, cap, "%.600s.%.400s", path, key);
+        CHECK_STR(got, want);
+        json_path_join(got, cap, path, SIZE_MAX, "http", SIZE_MAX);
+        snprintf(want, cap, "%s.http", path);
+        CHECK_STR(got, want);
+        static const size_t indexes[] = {0, 7, 10, 123456, SIZE_MAX};
+        for (size_t i = 0; i < sizeof indexes / sizeof indexes[0]; i++) {
+            json_path_index(got, cap, "$.states.s", indexes[i]);
+            snprintf(want, cap, "%s[%zu]", "$.states.s", indexes[i]);
+            CHECK_STR(got, want);
+            json_path_index(got, cap, path, indexes[i]);
+            snprintf(want, cap, "%s[%zu]", path, indexes[i]);
+            CHECK_STR(got, want);
+        }
+    }
+}
+
 struct test {
     const char *name;
     void (*fn)(void);
@@ -1228,6 +1290,8 @@ static const struct test tests[] = {
     {"onlyoffice: phoneNoise", test_phone_noise},
     {"json_render writes what cJSON_PrintUnformatted writes", test_json_render},
     {"json: UTF-8, control characters and depth as System.Text.Json", test_json_strict},
+    {"json: the strict scan names the byte at fault", test_json_strict_offsets},
+    {"json: validation paths as snprintf writes them", test_json_paths},
     {"journal: records wrap around a small ring and stay whole", test_journal_wraps},
     {"journal: an entry larger than the ring is not kept", test_journal_too_big_entry},
     {"journal: headers and the answer are masked; one entry by id", test_journal_masks_the_answer},
