@@ -32,6 +32,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* Limits on what precedes the body, as strict as Kestrel's defaults where
  * libmicrohttpd's 32 KiB connection pool allows: an 8 KiB request target, 100
@@ -162,6 +163,75 @@ const char *http_cookie(const struct http_request *r, const char *name)
     if (!r->conn)
         return field(r, HTTP_FIELD_COOKIE, name);
     return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+/* The q of one coding's parameters (";q=0.5"): 0 when it is zero, else 1. */
+static int coding_q_positive(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+            p += 2;
+            if (p < end && *p == '1')
+                return 1;
+            for (; p < end && (*p == '0' || *p == '.'); p++)
+                ;
+            return p < end && *p >= '1' && *p <= '9';
+        }
+        while (p < end && *p != ';')
+            p++;
+    }
+    return 1;
+}
+
+int http_accepts_gzip(const struct http_request *r)
+{
+    const char *v = http_header(r, "Accept-Encoding");
+    int gzip = -1, any = -1;
+    while (v && *v) {
+        const char *end = strchr(v, ',');
+        if (!end)
+            end = v + strlen(v);
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        size_t n = 0;
+        while (v + n < end && v[n] != ';' && v[n] != ' ' && v[n] != '\t')
+            n++;
+        int q = coding_q_positive(v + n, end);
+        if ((n == 4 && strncasecmp(v, "gzip", 4) == 0) ||
+            (n == 6 && strncasecmp(v, "x-gzip", 6) == 0))
+            gzip = gzip < 0 ? q : gzip;
+        else if (n == 1 && *v == '*')
+            any = any < 0 ? q : any;
+        v = *end ? end + 1 : end;
+    }
+    return gzip >= 0 ? gzip : any > 0;
+}
+
+char *http_gzip(const char *text, size_t len, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* 15 + 16: the largest window, with a gzip header and trailer. */
+    if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    uLong cap = deflateBound(&z, (uLong)len);
+    char *out = malloc(cap);
+    if (out) {
+        z.next_in = (Bytef *)text;
+        z.avail_in = (uInt)len;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)cap;
+        if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
+            *out_len = z.total_out;
+        } else {
+            free(out);
+            out = NULL;
+        }
+    }
+    deflateEnd(&z);
+    return out;
 }
 
 int http_json_content_type(const struct http_request *r)

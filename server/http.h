@@ -97,6 +97,11 @@ struct http_response {
 const char *http_header(const struct http_request *r, const char *name);
 const char *http_query_arg(const struct http_request *r, const char *name);
 const char *http_cookie(const struct http_request *r, const char *name);
+/* Whether the request's Accept-Encoding takes gzip (RFC 9110 12.5.3: "gzip"
+ * or "x-gzip", else "*", with a q above 0). */
+int http_accepts_gzip(const struct http_request *r);
+/* `text` compressed as a gzip member (malloc'd, *out_len its length), or NULL. */
+char *http_gzip(const char *text, size_t len, size_t *out_len);
 /* Whether the request's Content-Type is one ASP.NET Core's JSON input
  * formatter reads: application/json, text/json or application/...+json. */
 int http_json_content_type(const struct http_request *r);

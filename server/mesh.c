@@ -1104,6 +1104,15 @@ static char *schemes_journal_form(const struct scenario_set *set, void *cls, siz
     return text ? journal_body_form(text, n, len) : NULL;
 }
 
+/* The schemes gzipped, cached beside them: 45 KB of JSON is a few KB. */
+static char *schemes_gzip(const struct scenario_set *set, void *cls, size_t *len)
+{
+    size_t n;
+    const char *text = scenario_set_memo((struct scenario_set *)set, SCENARIO_MEMO_MESH_SCHEMES,
+                                         render_schemes, cls, &n);
+    return text ? http_gzip(text, n, len) : NULL;
+}
+
 static void release_set(void *set)
 {
     scenario_set_release(set);
@@ -1118,11 +1127,21 @@ static void h_schemes(struct app *app, const struct http_request *req, struct ht
     const char *text =
         scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES, render_schemes, app, &len);
     int http = mesh_http_status("ok");
+    /* The official client asks for gzip (axios sends "gzip, compress,
+     * deflate, br"); whoever does gets the same answer in a tenth of the
+     * bytes, and whoever does not gets it as it is. */
+    const char *gz = NULL;
+    size_t gz_len = 0;
+    if (text && http_accepts_gzip(req))
+        gz = scenario_set_memo(set, SCENARIO_MEMO_MESH_SCHEMES_GZIP, schemes_gzip, app, &gz_len);
     /* The body is the set's cached one, sent as it is: the set is held until
      * libmicrohttpd has sent it. */
     if (text) {
-        http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8", text, len,
-                          release_set, set);
+        http_reply_shared(resp, http ? http : 200, "application/json; charset=utf-8",
+                          gz ? gz : text, gz ? gz_len : len, release_set, set);
+        if (gz)
+            http_add_header(resp, "Content-Encoding", "gzip");
+        http_add_header(resp, "Vary", "Accept-Encoding");
         /* So is its journal form: masking 4 KiB of it per request cost more
          * than the rest of the answer. */
         if (app->journal)

@@ -63,6 +63,7 @@ void scenario_set_release(struct scenario_set *set);
 enum scenario_memo {
     SCENARIO_MEMO_MESH_SCHEMES,
     SCENARIO_MEMO_MESH_SCHEMES_JOURNAL, /* the journal's stored form of the schemes */
+    SCENARIO_MEMO_MESH_SCHEMES_GZIP,    /* the schemes gzipped, for clients that take it */
     SCENARIO_MEMO_COUNT
 };
 typedef char *(*scenario_memo_fn)(const struct scenario_set *set, void *cls, size_t *len);

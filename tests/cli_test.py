@@ -830,6 +830,46 @@ def test_cors():
         stop(p)
 
 
+def test_schemes_are_gzipped_for_clients_that_ask():
+    import gzip
+    p, port = start()
+    try:
+        path = "/api/v1/authenticationSchemes"
+        status, headers, plain = request(port, "GET", path)
+        assert status == 200 and "Content-Encoding" not in headers, headers
+        assert headers["Vary"] == "Accept-Encoding", headers
+        # What the official client sends (axios), and other forms that take gzip.
+        for accept in ["gzip, compress, deflate, br", "GZIP", "br;q=1, x-gzip;q=0.5", "*",
+                       "deflate, *;q=0.1"]:
+            status, headers, body = request(port, "GET", path,
+                                            headers={**CLIENT, "Accept-Encoding": accept})
+            assert status == 200 and headers.get("Content-Encoding") == "gzip", (accept, headers)
+            assert int(headers["Content-Length"]) == len(body) < len(plain) // 10, len(body)
+            assert gzip.decompress(body) == plain, accept
+        # The journal keeps the gzipped answer readable, and says how it went out.
+        _, _, raw = request(port, "GET", "/__admin/requests?limit=1", headers={})
+        response = json.loads(raw)["requests"][0]["response"]
+        assert '"brokerType"' in response["body"], response["body"][:200]
+        assert response["headers"].get("Content-Encoding") == "gzip", response["headers"]
+        # Forms that do not: plain bytes, as before.
+        for accept in ["identity", "gzip;q=0, *", "br", "*;q=0", "gzip; q=0.000", "gzipx"]:
+            status, headers, body = request(port, "GET", path,
+                                            headers={**CLIENT, "Accept-Encoding": accept})
+            assert status == 200 and "Content-Encoding" not in headers, (accept, headers)
+            assert body == plain, accept
+        # A new scenario set gets its own gzipped schemes.
+        doc = {"name": "gz-extra", "api": "mesh", "bind": {"username": "gz@example.com"},
+               "initial": "a", "states": {"a": [{"reply": {"outcome": "succeeded"}}]}}
+        status, _, _ = request(port, "POST", "/__admin/scenarios", body=doc,
+                               headers={"Content-Type": "application/json"})
+        assert status in (200, 201), status
+        _, _, plain2 = request(port, "GET", path)
+        _, headers, body = request(port, "GET", path, headers={**CLIENT, "Accept-Encoding": "gzip"})
+        assert headers.get("Content-Encoding") == "gzip" and gzip.decompress(body) == plain2
+    finally:
+        stop(p)
+
+
 def self_signed(d):
     """A throwaway certificate and key for 127.0.0.1 in directory d: (cert, key)."""
     cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
