@@ -197,11 +197,12 @@ static void load_text(struct fixtures *f, const char *path, const char *api, con
                       size_t len, struct problems *p)
 {
     size_t off;
-    cJSON *doc = json_parse(text, len, &off);
+    enum json_error why;
+    cJSON *doc = json_parse_why(text, len, &off, &why);
     if (!doc) {
         char where[64];
         snprintf(where, sizeof where, "$ (byte %zu)", off);
-        problems_add(p, path, where, "not valid JSON");
+        problems_add(p, path, where, "%s", json_file_error(why));
         return;
     }
     take_file(f, path, api, doc, p);
@@ -213,7 +214,7 @@ static void load_path(struct fixtures *f, const char *path, const char *api, str
     size_t len;
     char *text = file_read(path, &len);
     if (!text) {
-        problems_add(p, path, "$", "cannot read: %s", strerror(errno));
+        problems_add(p, path, "$", "cannot be read: %s", strerror(errno));
         return;
     }
     load_text(f, path, api, text, len, p);
@@ -225,10 +226,13 @@ struct walk_ctx {
     struct problems *p;
 };
 
-static void load_one(const char *path, void *cls)
+static void load_one(const char *path, const char *problem, void *cls)
 {
     struct walk_ctx *wc = cls;
-    fixtures_load_file(wc->f, path, wc->p);
+    if (problem)
+        problems_add(wc->p, path, "$", "%s", problem);
+    else
+        fixtures_load_file(wc->f, path, wc->p);
 }
 
 int fixtures_load(struct fixtures *f, const char *dir, struct problems *p)

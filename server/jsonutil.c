@@ -529,6 +529,20 @@ const char *json_error_text(enum json_error why)
     }
 }
 
+const char *json_file_error(enum json_error why)
+{
+    switch (why) {
+    case JSON_ERROR_UTF8:
+        return "not valid JSON: it is not valid UTF-8";
+    case JSON_ERROR_CONTROL:
+        return "not valid JSON: it has a control character that must be escaped";
+    case JSON_ERROR_DEPTH:
+        return "not valid JSON: it is nested deeper than the maximum depth of 64";
+    default:
+        return "not valid JSON";
+    }
+}
+
 char *b64_encode(const void *data, size_t len)
 {
     char *out = malloc(BASE64_ENCODE_RAW_LENGTH(len) + 1);
@@ -776,7 +790,21 @@ static int name_order(const struct dirent **a, const struct dirent **b)
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void *cls)
+/* The directories above the one being walked, to find link loops. */
+struct walk_up {
+    const struct walk_up *up;
+    dev_t dev;
+    ino_t ino;
+};
+
+static void unreadable(const char *path, dir_walk_fn fn, void *cls)
+{
+    char why[160];
+    snprintf(why, sizeof why, "cannot be read: %s", strerror(errno));
+    fn(path, why, cls);
+}
+
+static int walk(const char *dir, const struct walk_up *up, dir_walk_fn fn, void *cls)
 {
     struct dirent **names = NULL;
     int n = scandir(dir, &names, NULL, name_order);
@@ -796,22 +824,50 @@ int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void
         size_t cut = nl < sizeof path - 1 - dl ? nl : sizeof path - 1 - dl;
         memcpy(path + dl, nm, cut);
         path[dl + cut] = '\0';
+        int json = nl > 5 && strcmp(nm + nl - 5, ".json") == 0;
         struct stat st;
         /* The directory entry's type spares a stat per file where the file
-         * system records it; links and unknown types are stat'ed. */
+         * system records it; directories, links and unknown types are
+         * stat'ed. */
         int is_dir = names[i]->d_type == DT_DIR, is_reg = names[i]->d_type == DT_REG;
         if (nm[0] == '.') {
             is_dir = is_reg = 0;
-        } else if (!is_dir && !is_reg && stat(path, &st) == 0) {
-            is_dir = S_ISDIR(st.st_mode);
-            is_reg = S_ISREG(st.st_mode);
+        } else if (!is_reg) {
+            if (stat(path, &st) == 0) {
+                is_dir = S_ISDIR(st.st_mode);
+                is_reg = S_ISREG(st.st_mode);
+            } else if (json || is_dir) {
+                unreadable(path, fn, cls);
+                is_dir = 0;
+            }
         }
-        if (is_dir)
-            dir_walk_json(path, fn, cls);
-        else if (is_reg && nl > 5 && strcmp(nm + nl - 5, ".json") == 0)
-            fn(path, cls);
+        if (is_dir) {
+            const struct walk_up *a = up;
+            while (a && !(a->dev == st.st_dev && a->ino == st.st_ino))
+                a = a->up;
+            if (a) {
+                fn(path,
+                   "leads back to a directory it is in (a link loop), so it is not read again",
+                   cls);
+            } else {
+                struct walk_up here = {up, st.st_dev, st.st_ino};
+                if (walk(path, &here, fn, cls))
+                    unreadable(path, fn, cls);
+            }
+        } else if (is_reg && json) {
+            fn(path, NULL, cls);
+        }
         free(names[i]);
     }
     free(names);
     return 0;
+}
+
+int dir_walk_json(const char *dir, dir_walk_fn fn, void *cls)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -1;
+    struct walk_up top = {NULL, st.st_dev, st.st_ino};
+    return walk(dir, &top, fn, cls);
 }

@@ -69,6 +69,9 @@ enum json_error {
 cJSON *json_parse_why(const char *data, size_t len, size_t *err_offset, enum json_error *why);
 /* "is not valid JSON", "is nested deeper than the maximum depth of 64"... */
 const char *json_error_text(enum json_error why);
+/* The problem line for a file that json_parse_why refused: "not valid JSON",
+ * with the reason when it is more than syntax. */
+const char *json_file_error(enum json_error why);
 
 /* Standard Base64 (RFC 4648 §4). Decoding fails on anything but canonical input. */
 char *b64_encode(const void *data, size_t len);
@@ -95,8 +98,13 @@ char *file_read(const char *path, size_t *len);
 char *file_read_regular(const char *path, size_t *len);
 
 /* Calls fn for every *.json file under `dir` (recursively, in name order,
- * skipping dot-files). Returns -1 with errno set when `dir` cannot be read. */
-int dir_walk_json(const char *dir, void (*fn)(const char *path, void *cls), void *cls);
+ * skipping dot-files), with `problem` NULL. An entry that cannot be walked is
+ * given in its place, with `problem` the whole message: a *.json name that is no
+ * readable file (a dangling link), a subdirectory that cannot be read, a
+ * directory that leads back to one it is in (a link loop; not entered).
+ * Returns -1 with errno set when `dir` itself cannot be read. */
+typedef void (*dir_walk_fn)(const char *path, const char *problem, void *cls);
+int dir_walk_json(const char *dir, dir_walk_fn fn, void *cls);
 
 /* Lower-case hex SHA-1 of `data` into out[41]. */
 void sha1_hex(const void *data, size_t len, char out[41]);

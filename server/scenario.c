@@ -775,11 +775,12 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
 {
     int before = p->count;
     size_t off = 0;
-    cJSON *doc = json_parse(text, len, &off);
+    enum json_error why;
+    cJSON *doc = json_parse_why(text, len, &off, &why);
     if (!doc) {
         char where[64];
         snprintf(where, sizeof where, "$ (byte %zu)", off);
-        problems_add(p, file, where, "not valid JSON");
+        problems_add(p, file, where, "%s", json_file_error(why));
         return NULL;
     }
     struct scenario *s = calloc(1, sizeof *s);
@@ -1170,6 +1171,7 @@ struct load_file {
     char *path;
     struct scenario *s;
     struct problems p;
+    int walked_only; /* the walk found it unreadable: p says why */
 };
 
 struct scenario_load {
@@ -1190,7 +1192,7 @@ struct scenario_load {
     _Atomic int refs;
 };
 
-static void collect_path(const char *path, void *cls)
+static void collect_path(const char *path, const char *problem, void *cls)
 {
     struct scenario_load *l = cls;
     if (l->n == l->cap) {
@@ -1201,10 +1203,17 @@ static void collect_path(const char *path, void *cls)
         l->files = f;
         l->cap = cap;
     }
-    memset(&l->files[l->n], 0, sizeof l->files[l->n]);
-    l->files[l->n].path = strdup(path);
-    if (l->files[l->n].path)
-        l->n++;
+    struct load_file *f = &l->files[l->n];
+    memset(f, 0, sizeof *f);
+    f->path = strdup(path);
+    if (!f->path)
+        return;
+    /* Not a file to parse: its problem takes its place in name order. */
+    if (problem) {
+        f->walked_only = 1;
+        problems_add(&f->p, path, "$", "%s", problem);
+    }
+    l->n++;
 }
 
 /* Lists the files, unless another thread has taken that on: then waits for
@@ -1236,12 +1245,16 @@ static void load_work(struct scenario_load *l)
         if (i >= l->n)
             break;
         struct load_file *f = &l->files[i];
+        if (f->walked_only) {
+            parsed++;
+            continue;
+        }
         size_t len;
         char *text = file_read_regular(f->path, &len);
         if (text)
             f->s = scenario_parse(f->path, text, len, l->apis, l->napis, &f->p);
         else
-            problems_add(&f->p, f->path, "$", "cannot read: %s", strerror(errno));
+            problems_add(&f->p, f->path, "$", "cannot be read: %s", strerror(errno));
         free(text);
         parsed++;
     }

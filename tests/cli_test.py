@@ -158,6 +158,40 @@ def test_many_scenario_files_report_problems_in_name_order():
         shutil.rmtree(d)
 
 
+def test_links_and_odd_entries_in_the_scenario_tree_are_problems():
+    # A link loop was followed down to the path length limit (41,361 lines of
+    # twins); a dangling *.json link was skipped without a word; a JSON array
+    # was a "misplaced fixture" to check and "not an object" to start-up.
+    d = tempfile.mkdtemp()
+    try:
+        tree = os.path.join(d, "s")
+        shutil.copytree(os.path.join(ROOT, "scenarios"), tree)
+        os.symlink("..", os.path.join(tree, "up"))
+        os.symlink("nowhere.json", os.path.join(tree, "dangling.json"))
+        os.mkdir(os.path.join(tree, "dir.json"))  # a directory is walked, not read
+        open(os.path.join(tree, "array.json"), "w").write("[]")
+        want = run("check", tree)
+        assert want.returncode == 1
+        lines = [l for l in want.stderr.splitlines() if not l.startswith("authmock check:")]
+        assert lines == [
+            f"{tree}/array.json: $: a scenario must be a JSON object",
+            f"{tree}/dangling.json: $: cannot be read: No such file or directory",
+            f"{tree}/up/s: $: leads back to a directory it is in (a link loop), "
+            "so it is not read again"], lines
+        r = run("--port", "0", "--bind", "127.0.0.1", "--scenarios", tree)
+        assert r.returncode == 1 and "listening" not in r.stdout
+        got = [l for l in r.stderr.splitlines() if not l.startswith("authmock: not starting")]
+        assert got == lines, (got, lines)
+        # A loop below the top is caught where it closes, once.
+        shutil.rmtree(tree)
+        os.makedirs(os.path.join(tree, "a", "b"))
+        os.symlink(os.path.join(tree, "a"), os.path.join(tree, "a", "b", "back"))
+        r = run("check", tree)
+        assert r.returncode == 1 and r.stderr.count("link loop") == 1, r.stderr
+    finally:
+        shutil.rmtree(d)
+
+
 def test_unreadable_dirs_refuse_to_start():
     r = run("--port", "0", "--fixtures", "/nonexistent/dir")
     assert r.returncode != 0 and "/nonexistent/dir" in r.stderr
@@ -181,6 +215,14 @@ def test_check_command():
         open(fx, "w").write('{"clients": [{"clientId": 5}]}')
         r = run("check", fx)
         assert r.returncode == 1 and f"{fx}: $.clients[0].clientId: must be a string" in r.stderr, r.stderr
+        # A file refused for more than syntax says why, scenario or fixture.
+        deep = os.path.join(d, "deep.json")
+        open(deep, "w").write('{"a":' * 70 + "1" + "}" * 70)
+        open(fx, "w").write('{"clients": "\x01"}')
+        r = run("check", deep, fx)
+        assert f"{deep}: $ (byte 320): not valid JSON: it is nested deeper than the maximum " \
+            "depth of 64" in r.stderr, r.stderr
+        assert f"{fx}: $ (byte 13): not valid JSON: it has a control character" in r.stderr, r.stderr
     finally:
         shutil.rmtree(d)
 
