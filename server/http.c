@@ -496,6 +496,37 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/* The headers a response goes out with, in order: its Content-Type (unless
+ * a scenario sets its own), its own headers, the CORS headers. Both the
+ * sending and the journal take them from here. */
+enum { RESPONSE_HEADERS_MAX = HTTP_MAX_HEADERS + 4 };
+
+static size_t response_headers(const struct app *app, const struct http_response *resp,
+                               const char **names, const char **values)
+{
+    size_t n = 0;
+    int own_type = 0;
+    for (int i = 0; i < resp->nheaders; i++)
+        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
+    if (resp->content_type && !own_type) {
+        names[n] = MHD_HTTP_HEADER_CONTENT_TYPE;
+        values[n++] = resp->content_type;
+    }
+    for (int i = 0; i < resp->nheaders; i++) {
+        names[n] = resp->header_names[i];
+        values[n++] = resp->header_values[i];
+    }
+    if (app->cfg.cors) {
+        names[n] = "Access-Control-Allow-Origin";
+        values[n++] = app->cfg.cors;
+        names[n] = "Access-Control-Allow-Credentials";
+        values[n++] = "true";
+        names[n] = "Vary";
+        values[n++] = "Origin";
+    }
+    return n;
+}
+
 /* Journals a request before its answer goes out, so a client that reads the
  * journal right after its call finds the call there. Admin calls are not
  * journaled: a test reading the journal must not see itself. */
@@ -516,23 +547,8 @@ static void journal_request(struct app *app, struct MHD_Connection *conn, struct
      * they will be sent; the journal masks the secret ones. */
     struct header_list req_h = {.n = 0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &req_h);
-    const char *rnames[HTTP_MAX_HEADERS + 4], *rvalues[HTTP_MAX_HEADERS + 4];
-    size_t nr = 0;
-    int own_type = 0;
-    for (int i = 0; i < resp->nheaders; i++)
-        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
-    if (resp->content_type && !own_type) {
-        rnames[nr] = "Content-Type";
-        rvalues[nr++] = resp->content_type;
-    }
-    for (int i = 0; i < resp->nheaders; i++) {
-        rnames[nr] = resp->header_names[i];
-        rvalues[nr++] = resp->header_values[i];
-    }
-    if (app->cfg.cors) {
-        rnames[nr] = "Access-Control-Allow-Origin";
-        rvalues[nr++] = app->cfg.cors;
-    }
+    const char *rnames[RESPONSE_HEADERS_MAX], *rvalues[RESPONSE_HEADERS_MAX];
+    size_t nr = response_headers(app, resp, rnames, rvalues);
     static const char *const faults[] = {NULL, "drop", "truncate", "malformed"};
     struct journal_entry e = {
         .at = clock_now_ns(resp->ns),
@@ -609,18 +625,10 @@ static enum MHD_Result send_response(struct app *app, struct MHD_Connection *con
     if (!r)
         return MHD_NO;
     /* A scenario's own Content-Type (in "headers") replaces the default. */
-    int own_type = 0;
-    for (int i = 0; i < resp->nheaders; i++)
-        own_type |= strcasecmp(resp->header_names[i], "Content-Type") == 0;
-    if (resp->content_type && !own_type)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
-    for (int i = 0; i < resp->nheaders; i++)
-        MHD_add_response_header(r, resp->header_names[i], resp->header_values[i]);
-    if (app->cfg.cors) {
-        MHD_add_response_header(r, "Access-Control-Allow-Origin", app->cfg.cors);
-        MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
-        MHD_add_response_header(r, "Vary", "Origin");
-    }
+    const char *names[RESPONSE_HEADERS_MAX], *values[RESPONSE_HEADERS_MAX];
+    size_t nh = response_headers(app, resp, names, values);
+    for (size_t i = 0; i < nh; i++)
+        MHD_add_response_header(r, names[i], values[i]);
     ctx->status = resp->status;
     if (resp->log_path[0])
         snprintf(ctx->path, sizeof ctx->path, "%s", resp->log_path);

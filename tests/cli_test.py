@@ -868,6 +868,13 @@ def test_cors():
         assert headers["Access-Control-Allow-Headers"] == "content-type,x-client-id"
         status, headers, _ = request(port, "GET", "/api/v1/status")
         assert headers["Access-Control-Allow-Origin"] == "http://app.test"
+        assert headers["Access-Control-Allow-Credentials"] == "true" and headers["Vary"] == "Origin"
+        # The journal lists the headers as sent, the CORS ones included.
+        _, _, raw = request(port, "GET", "/__admin/requests?limit=1", headers={})
+        sent = json.loads(raw)["requests"][0]["response"]["headers"]
+        assert sent.get("Access-Control-Allow-Origin") == "http://app.test", sent
+        assert sent.get("Access-Control-Allow-Credentials") == "true", sent
+        assert sent.get("Vary") == "Origin", sent
     finally:
         stop(p)
 
