@@ -185,10 +185,10 @@ static int coding_q_positive(const char *p, const char *end)
     return 1;
 }
 
-int http_accepts_gzip(const struct http_request *r)
+/* One Accept-Encoding value's codings: the q of the first gzip (or x-gzip)
+ * and of the first "*" go into gzip and any (-1 while unseen). */
+static void scan_codings(const char *v, int *gzip, int *any)
 {
-    const char *v = http_header(r, "Accept-Encoding");
-    int gzip = -1, any = -1;
     while (v && *v) {
         const char *end = strchr(v, ',');
         if (!end)
@@ -201,12 +201,40 @@ int http_accepts_gzip(const struct http_request *r)
         int q = coding_q_positive(v + n, end);
         if ((n == 4 && strncasecmp(v, "gzip", 4) == 0) ||
             (n == 6 && strncasecmp(v, "x-gzip", 6) == 0))
-            gzip = gzip < 0 ? q : gzip;
+            *gzip = *gzip < 0 ? q : *gzip;
         else if (n == 1 && *v == '*')
-            any = any < 0 ? q : any;
+            *any = *any < 0 ? q : *any;
         v = *end ? end + 1 : end;
     }
-    return gzip >= 0 ? gzip : any > 0;
+}
+
+struct codings {
+    int gzip, any;
+};
+
+static enum MHD_Result scan_accept_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    struct codings *c = cls;
+    (void)kind;
+    if (strcasecmp(key, "Accept-Encoding") == 0)
+        scan_codings(value, &c->gzip, &c->any);
+    return MHD_YES;
+}
+
+int http_accepts_gzip(const struct http_request *r)
+{
+    /* Accept-Encoding sent twice is one list (RFC 9110 5.3). */
+    struct codings c = {-1, -1};
+    if (r->conn) {
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, scan_accept_encoding, &c);
+    } else {
+        for (size_t i = 0; i < r->nfields; i++)
+            if (r->fields[i].kind == HTTP_FIELD_HEADER &&
+                strcasecmp(r->fields[i].name, "Accept-Encoding") == 0)
+                scan_codings(r->fields[i].value, &c.gzip, &c.any);
+    }
+    return c.gzip >= 0 ? c.gzip : c.any > 0;
 }
 
 char *http_gzip(const char *text, size_t len, size_t *out_len)

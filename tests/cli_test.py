@@ -895,6 +895,17 @@ def test_schemes_are_gzipped_for_clients_that_ask():
             assert status == 200 and headers.get("Content-Encoding") == "gzip", (accept, headers)
             assert int(headers["Content-Length"]) == len(body) < len(plain) // 10, len(body)
             assert gzip.decompress(body) == plain, accept
+        # Accept-Encoding sent twice is one list.
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.putrequest("GET", path)
+        for k, v in CLIENT.items():
+            c.putheader(k, v)
+        c.putheader("Accept-Encoding", "identity")
+        c.putheader("Accept-Encoding", "gzip")
+        c.endheaders()
+        r = c.getresponse()
+        assert r.getheader("Content-Encoding") == "gzip" and gzip.decompress(r.read()) == plain
+        c.close()
         # The journal keeps the gzipped answer readable, and says how it went out.
         _, _, raw = request(port, "GET", "/__admin/requests?limit=1", headers={})
         response = json.loads(raw)["requests"][0]["response"]
