@@ -32,10 +32,17 @@
 #define HEAP_HUGE 1
 #endif
 
+/* Any mallopt() turns off glibc's sliding mmap threshold (a block above it
+ * gets a mapping of its own; freeing one raises the threshold to its size
+ * and the trim threshold to twice that), so serving sets what it would have
+ * slid to. Left at 128 KiB, every scenario upload mapped the set's fresh
+ * 256 KiB indexes anew and paid their page faults: 10,000 uploads onto
+ * 1,034 scenarios took 10.0 s instead of 3.1 s. */
 enum {
-    START_PAD = 4 << 20,   /* two huge pages */
-    USUAL_PAD = 128 << 10, /* glibc's default M_TOP_PAD */
-    USUAL_MMAP = 128 << 10 /* and M_MMAP_THRESHOLD */
+    START_PAD = 4 << 20,    /* two huge pages */
+    USUAL_PAD = 128 << 10,  /* glibc's default M_TOP_PAD */
+    SERVING_MMAP = 1 << 20, /* blocks below this come from the heap */
+    SERVING_TRIM = 2 << 20  /* free memory at a heap's top kept up to this */
 };
 
 static atomic_int starting;
@@ -118,7 +125,7 @@ void heap_start_up(void)
      * makes it grow now, by the pad, so the advice covers what start-up uses. */
     mallopt(M_MMAP_THRESHOLD, 2 * START_PAD);
     void *p = malloc(START_PAD);
-    mallopt(M_MMAP_THRESHOLD, USUAL_MMAP); /* fixed from now, as M_TOP_PAD made it anyway */
+    mallopt(M_MMAP_THRESHOLD, SERVING_MMAP);
     if (p)
         advise_heap_of(p);
     free(p);
@@ -140,6 +147,8 @@ void heap_serving(void)
     if (!atomic_exchange(&starting, 0))
         return;
     mallopt(M_TOP_PAD, USUAL_PAD);
+    mallopt(M_MMAP_THRESHOLD, SERVING_MMAP);
+    mallopt(M_TRIM_THRESHOLD, SERVING_TRIM);
     /* The huge pages taken stay; the heaps' later growth is paged as usual
      * (a huge page then would be 2 MiB of resident memory at a touch). */
     pthread_mutex_lock(&advised_lock);
