@@ -200,9 +200,9 @@ static void load_text(struct fixtures *f, const char *path, const char *api, con
     enum json_error why;
     cJSON *doc = json_parse_why(text, len, &off, &why);
     if (!doc) {
-        char where[64];
+        char where[64], what[128];
         snprintf(where, sizeof where, "$ (byte %zu)", off);
-        problems_add(p, path, where, "%s", json_file_error(why));
+        problems_add(p, path, where, "%s", json_file_error(why, what, sizeof what));
         return;
     }
     take_file(f, path, api, doc, p);

@@ -529,18 +529,12 @@ const char *json_error_text(enum json_error why)
     }
 }
 
-const char *json_file_error(enum json_error why)
+const char *json_file_error(enum json_error why, char *buf, size_t cap)
 {
-    switch (why) {
-    case JSON_ERROR_UTF8:
-        return "not valid JSON: it is not valid UTF-8";
-    case JSON_ERROR_CONTROL:
-        return "not valid JSON: it has a control character that must be escaped";
-    case JSON_ERROR_DEPTH:
-        return "not valid JSON: it is nested deeper than the maximum depth of 64";
-    default:
+    if (why <= JSON_ERROR_SYNTAX)
         return "not valid JSON";
-    }
+    snprintf(buf, cap, "not valid JSON: it %s", json_error_text(why));
+    return buf;
 }
 
 char *b64_encode(const void *data, size_t len)

@@ -70,8 +70,8 @@ cJSON *json_parse_why(const char *data, size_t len, size_t *err_offset, enum jso
 /* "is not valid JSON", "is nested deeper than the maximum depth of 64"... */
 const char *json_error_text(enum json_error why);
 /* The problem line for a file that json_parse_why refused: "not valid JSON",
- * with the reason when it is more than syntax. */
-const char *json_file_error(enum json_error why);
+ * with the reason when it is more than syntax (written into buf). */
+const char *json_file_error(enum json_error why, char *buf, size_t cap);
 
 /* Standard Base64 (RFC 4648 §4). Decoding fails on anything but canonical input. */
 char *b64_encode(const void *data, size_t len);

@@ -778,9 +778,9 @@ struct scenario *scenario_parse(const char *file, const char *text, size_t len,
     enum json_error why;
     cJSON *doc = json_parse_why(text, len, &off, &why);
     if (!doc) {
-        char where[64];
+        char where[64], what[128];
         snprintf(where, sizeof where, "$ (byte %zu)", off);
-        problems_add(p, file, where, "%s", json_file_error(why));
+        problems_add(p, file, where, "%s", json_file_error(why, what, sizeof what));
         return NULL;
     }
     struct scenario *s = calloc(1, sizeof *s);
