@@ -613,19 +613,24 @@ void sha1_hex(const void *data, size_t len, char out[41])
     hex_encode(digest, sizeof digest, out);
 }
 
-/* Copies `s` into out (cut to fit cap) so that it stays one line of UTF-8,
- * whitespace-separated fields intact, whatever a client or a file sent: with `word`, a
- * space, control character, DEL or byte of invalid UTF-8 is written %XX (as
- * in a URL); without, only control characters, DEL and invalid bytes are,
- * as \xXX. */
-size_t text_escape_line(char *out, size_t cap, const char *s, int word)
+size_t text_escape_line(char *out, size_t cap, const char *s, enum text_escape how)
 {
     size_t n = 0, left = s ? strlen(s) : 0;
-    for (; s && *s && n + 5 < cap; s++, left--) {
+    /* Room for the longest escape ("\ufffd" or "\u00XX"; "%XX" or "\xXX") and the NUL. */
+    size_t room = how == TEXT_JSON ? 7 : 5;
+    for (; s && *s && n + room < cap; s++, left--) {
         unsigned char c = (unsigned char)*s;
         size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
-        if (c < 0x20 || c == 0x7f || (word && c == ' ') || len == 0) {
-            n += (size_t)snprintf(out + n, cap - n, word ? "%%%02X" : "\\x%02x", c);
+        if (how == TEXT_JSON && (c == '"' || c == '\\')) {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (how == TEXT_JSON && len == 0) {
+            n += (size_t)snprintf(out + n, cap - n, "\\ufffd");
+        } else if (how == TEXT_JSON && c < 0x20) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        } else if (how != TEXT_JSON &&
+                   (c < 0x20 || c == 0x7f || (how == TEXT_WORD && c == ' ') || len == 0)) {
+            n += (size_t)snprintf(out + n, cap - n, how == TEXT_WORD ? "%%%02X" : "\\x%02x", c);
         } else if (n + len + 1 < cap) {
             memcpy(out + n, s, len);
             n += len;
@@ -646,7 +651,7 @@ static void append_one_line(struct buf *b, const char *s)
     /* Each byte takes at most 4 ("\xXX"), and the copy stops 5 short of cap. */
     size_t cap = strlen(s) * 4 + 6;
     if (buf_reserve(b, cap) == 0)
-        b->len += text_escape_line(b->data + b->len, cap, s, 0);
+        b->len += text_escape_line(b->data + b->len, cap, s, TEXT_LINE);
 }
 
 void problems_add(struct problems *p, const char *file, const char *path, const char *fmt, ...)

@@ -37,10 +37,15 @@ int json_enum_read(const cJSON *item, const char *const *names, size_t n, int fl
 /* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
 size_t json_utf8_len(const unsigned char *p, size_t left);
-/* Copies `s` into out[cap] so that it stays one line of UTF-8: a control
- * character, DEL or byte of invalid UTF-8 (and with `word` a space) is
- * written \xXX (with `word`, %XX as in a URL). Cut to fit; returns the length. */
-size_t text_escape_line(char *out, size_t cap, const char *s, int word);
+/* How text_escape_line keeps `s` on one line of UTF-8:
+ * TEXT_LINE: a control character, DEL or byte of invalid UTF-8 is \xXX;
+ * TEXT_WORD: those and a space are %XX (as in a URL), so fields stay apart;
+ * TEXT_JSON: the inside of a JSON string: '"' and '\\' escaped, control
+ * characters \u00XX, a byte of invalid UTF-8 \ufffd. */
+enum text_escape { TEXT_LINE, TEXT_WORD, TEXT_JSON };
+/* Copies `s` into out[cap] escaped as `how` says. Cut to fit (never inside a
+ * sequence or an escape); returns the length. */
+size_t text_escape_line(char *out, size_t cap, const char *s, enum text_escape how);
 /* Returns the string member `key`, or NULL when it is absent, null or not a string. */
 const char *json_str(const cJSON *obj, const char *key);
 /* Adds `key: value`, or `key: null` when value is NULL. Returns the new item or NULL. */

@@ -32,34 +32,6 @@ static void write_line(const char *line, size_t len)
     }
 }
 
-/* Appends `s` to out as the inside of a JSON string. Bytes that start no
- * valid UTF-8 sequence (a decoded %FF) become U+FFFD. */
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-    size_t n = 0, left = s ? strlen(s) : 0;
-    for (; s && *s && n + 7 < cap; s++, left--) {
-        unsigned char c = (unsigned char)*s;
-        size_t len = c >= 0x80 ? json_utf8_len((const unsigned char *)s, left) : 1;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else if (len == 0) {
-            n += (size_t)snprintf(out + n, cap - n, "\\ufffd");
-        } else if (n + len + 1 < cap) {
-            memcpy(out + n, s, len);
-            n += len;
-            s += len - 1;
-            left -= len - 1;
-        } else {
-            break;
-        }
-    }
-    out[n] = '\0';
-    return n;
-}
-
 static void log_message(const char *level, const char *fmt, va_list ap)
 {
     char msg[1024], line[2200], now[32];
@@ -68,12 +40,12 @@ static void log_message(const char *level, const char *fmt, va_list ap)
     int n;
     if (log_fmt == LOG_JSON) {
         char esc[2100];
-        json_escape(esc, sizeof esc, msg);
+        text_escape_line(esc, sizeof esc, msg, TEXT_JSON);
         n = snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", now,
                      level, esc);
     } else {
         char safe[2100];
-        text_escape_line(safe, sizeof safe, msg, 0);
+        text_escape_line(safe, sizeof safe, msg, TEXT_LINE);
         n = snprintf(line, sizeof line, "%s %s %s\n", now, level, safe);
     }
     if (n > 0)
@@ -306,11 +278,11 @@ void log_request(const struct log_request *r)
     int n;
     if (log_fmt == LOG_JSON) {
         char epath[600], equery[800], escen[200];
-        json_escape(epath, sizeof epath, r->path);
-        json_escape(equery, sizeof equery, query);
+        text_escape_line(epath, sizeof epath, r->path, TEXT_JSON);
+        text_escape_line(equery, sizeof equery, query, TEXT_JSON);
         char ens[200];
-        json_escape(escen, sizeof escen, r->scenario ? r->scenario : "");
-        json_escape(ens, sizeof ens, r->ns ? r->ns : "");
+        text_escape_line(escen, sizeof escen, r->scenario ? r->scenario : "", TEXT_JSON);
+        text_escape_line(ens, sizeof ens, r->ns ? r->ns : "", TEXT_JSON);
         n = snprintf(line, sizeof line,
                      "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%s\","
                      "\"path\":\"%s\",\"query\":\"%s\",\"status\":%d,\"latencyMs\":%.3f,"
@@ -325,9 +297,9 @@ void log_request(const struct log_request *r)
             snprintf(state, sizeof state, " state=%.64s%s%.64s", r->state_from,
                      r->state_to ? "->" : "", r->state_to ? r->state_to : "");
         char ns[200], scen[200];
-        text_escape_line(path, sizeof path, r->path, 1);
-        text_escape_line(ns, sizeof ns, r->ns ? r->ns : "-", 1);
-        text_escape_line(scen, sizeof scen, r->scenario ? r->scenario : "-", 1);
+        text_escape_line(path, sizeof path, r->path, TEXT_WORD);
+        text_escape_line(ns, sizeof ns, r->ns ? r->ns : "-", TEXT_WORD);
+        text_escape_line(scen, sizeof scen, r->scenario ? r->scenario : "-", TEXT_WORD);
         n = snprintf(line, sizeof line,
                      "%s info %s %s%s%s %d %.3fms api=%s ns=%s scenario=%s%s%s%.32s\n", now,
                      r->method, path, query[0] ? "?" : "", query, r->status, r->latency_ms,
