@@ -308,20 +308,6 @@ int http_namespace(const struct http_request *r, char *out, size_t cap)
     return 0;
 }
 
-void http_reply_raw(struct http_response *resp, int status, const char *content_type,
-                    const char *body, size_t len)
-{
-    free(resp->body);
-    resp->body = malloc(len + 1);
-    if (resp->body) {
-        memcpy(resp->body, body, len);
-        resp->body[len] = '\0';
-    }
-    resp->body_len = resp->body ? len : 0;
-    resp->status = status;
-    resp->content_type = content_type;
-}
-
 static void drop_shared(struct http_response *resp)
 {
     if (resp->release)
@@ -332,12 +318,33 @@ static void drop_shared(struct http_response *resp)
     resp->release_cls = NULL;
 }
 
-void http_reply_shared(struct http_response *resp, int status, const char *content_type,
-                       const char *body, size_t len, void (*release)(void *cls), void *cls)
+/* Forgets the body a reply had (its own, or a cache's), before another is set. */
+static void reply_clear(struct http_response *resp)
 {
     free(resp->body);
     resp->body = NULL;
+    resp->body_len = 0;
     drop_shared(resp);
+}
+
+void http_reply_raw(struct http_response *resp, int status, const char *content_type,
+                    const char *body, size_t len)
+{
+    reply_clear(resp);
+    resp->body = malloc(len + 1);
+    if (resp->body) {
+        memcpy(resp->body, body, len);
+        resp->body[len] = '\0';
+    }
+    resp->body_len = resp->body ? len : 0;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
+void http_reply_shared(struct http_response *resp, int status, const char *content_type,
+                       const char *body, size_t len, void (*release)(void *cls), void *cls)
+{
+    reply_clear(resp);
     resp->shared_body = body;
     resp->body_len = len;
     resp->release = release;
@@ -350,10 +357,7 @@ void http_reply_stream(struct http_response *resp, int status, const char *conte
                        ssize_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
                        void (*free_cls)(void *cls), void *cls)
 {
-    free(resp->body);
-    resp->body = NULL;
-    resp->body_len = 0;
-    drop_shared(resp);
+    reply_clear(resp);
     resp->stream = read;
     resp->stream_free = free_cls;
     resp->stream_cls = cls;
