@@ -810,6 +810,21 @@ static const struct rec *rec_at(const struct journal *j, size_t i)
     return (const struct rec *)(j->ring + j->slots[(j->head + i) % j->cap].off);
 }
 
+/* A stored body (request or response) as the entry's body, bodyBytes and
+ * bodyTruncated: parsed back when it was whole JSON, else text or null. */
+static void add_body(cJSON *obj, const char *text, size_t len, int json, size_t bytes,
+                     int truncated)
+{
+    size_t off;
+    cJSON *parsed = json && text ? json_parse(text, len, &off) : NULL;
+    if (parsed)
+        cJSON_AddItemToObject(obj, "body", parsed);
+    else
+        json_add_str_or_null(obj, "body", text);
+    cJSON_AddNumberToObject(obj, "bodyBytes", (double)bytes);
+    cJSON_AddBoolToObject(obj, "bodyTruncated", truncated);
+}
+
 static cJSON *entry_json(const struct rec *h)
 {
     const char *s[NSTR];
@@ -830,28 +845,15 @@ static cJSON *entry_json(const struct rec *h)
     json_add_str_or_null(e, "stateFrom", s[S_FROM]);
     json_add_str_or_null(e, "stateTo", s[S_TO]);
     json_add_str_or_null(e, "user", s[S_USER]);
-    size_t off;
-    cJSON *parsed = h->body_json && s[S_BODY] ? json_parse(s[S_BODY], h->len[S_BODY], &off) : NULL;
-    if (parsed)
-        cJSON_AddItemToObject(e, "body", parsed);
-    else
-        json_add_str_or_null(e, "body", s[S_BODY]);
-    cJSON_AddNumberToObject(e, "bodyBytes", (double)h->body_bytes);
-    cJSON_AddBoolToObject(e, "bodyTruncated", h->body_truncated);
+    add_body(e, s[S_BODY], h->len[S_BODY], h->body_json, h->body_bytes, h->body_truncated);
     json_add_str_or_null(e, "outcome", s[S_OUTCOME]);
     /* The match is JSON text the engine wrote: it goes out as it is. */
     cJSON_AddItemToObject(e, "requestHeaders", headers_json(s[S_REQ_HEADERS]));
     cJSON *r = cJSON_AddObjectToObject(e, "response");
     cJSON_AddNumberToObject(r, "status", h->status);
     cJSON_AddItemToObject(r, "headers", headers_json(s[S_RESP_HEADERS]));
-    parsed = h->resp_json && s[S_RESP_BODY] ? json_parse(s[S_RESP_BODY], h->len[S_RESP_BODY], &off)
-                                            : NULL;
-    if (parsed)
-        cJSON_AddItemToObject(r, "body", parsed);
-    else
-        json_add_str_or_null(r, "body", s[S_RESP_BODY]);
-    cJSON_AddNumberToObject(r, "bodyBytes", (double)h->resp_bytes);
-    cJSON_AddBoolToObject(r, "bodyTruncated", h->resp_truncated);
+    add_body(r, s[S_RESP_BODY], h->len[S_RESP_BODY], h->resp_json, h->resp_bytes,
+             h->resp_truncated);
     json_add_str_or_null(r, "fault", s[S_FAULT]);
     cJSON_AddNumberToObject(r, "delayMs", (double)h->delay_ms);
     cJSON_AddItemToObject(e, "match",
