@@ -2659,37 +2659,51 @@ static void put_step_candidates(struct buf *b, const struct scenario_request *re
     }
 }
 
+/* The candidates an explanation lists: the NEAREST scenarios of lowest key,
+ * in order. Scenarios are offered in name order and an equal key stays
+ * behind, so ties resolve by name. */
+enum { NEAREST = 3 };
+struct nearest {
+    const struct scenario *s[NEAREST];
+    long key[NEAREST];
+    int n;
+};
+
+static void nearest_offer(struct nearest *nr, const struct scenario *s, long key)
+{
+    int at = nr->n;
+    while (at > 0 && key < nr->key[at - 1])
+        at--;
+    if (at >= NEAREST)
+        return;
+    for (int k = (nr->n < NEAREST ? nr->n : NEAREST - 1); k > at; k--) {
+        nr->s[k] = nr->s[k - 1];
+        nr->key[k] = nr->key[k - 1];
+    }
+    nr->s[at] = s;
+    nr->key[at] = key;
+    if (nr->n < NEAREST)
+        nr->n++;
+}
+
 /* UNBOUND: the scenarios of the API whose bindings failed fewest conditions. */
 static void put_bind_candidates(struct buf *b, const struct scenario_request *req,
                                 const struct scenario_set *set, const char *secret)
 {
-    enum { NEAREST = 3 };
-    const struct scenario *near[NEAREST];
-    int fails[NEAREST], n = 0;
+    struct nearest nr = {.n = 0};
     for (size_t i = 0; i < set->n; i++) {
         const struct scenario *s = set->items[i];
         if (strcmp(s->api, req->api) != 0)
             continue;
-        int f = 0;
+        long f = 0;
         for (size_t k = 0; k < s->nbind; k++)
             f += !cond_holds(&s->bind[k], req->facts, req, NULL);
-        /* Fewest failures first, then the more specific, then by name (the
-         * items are in name order, so an equal one stays behind). */
-        int at = n;
-        while (at > 0 &&
-               (f < fails[at - 1] || (f == fails[at - 1] && s->weight > near[at - 1]->weight)))
-            at--;
-        if (at >= NEAREST)
-            continue;
-        for (int k = (n < NEAREST ? n : NEAREST - 1); k > at; k--) {
-            near[k] = near[k - 1];
-            fails[k] = fails[k - 1];
-        }
-        near[at] = s;
-        fails[at] = f;
-        if (n < NEAREST)
-            n++;
+        /* Fewest failures first, then the more specific (an int weight
+         * stays below the factor). */
+        nearest_offer(&nr, s, f * (1L << 32) - s->weight);
     }
+    const struct scenario *const *near = nr.s;
+    int n = nr.n;
     for (int i = 0; i < n; i++) {
         int first = 1;
         if (i)
@@ -2738,29 +2752,14 @@ static size_t edit_distance(const char *a, const char *b)
 static void put_name_candidates(struct buf *b, const struct scenario_request *req,
                                 const struct scenario_set *set)
 {
-    enum { NEAREST = 3 };
-    const struct scenario *near[NEAREST];
-    size_t dist[NEAREST];
-    int n = 0;
+    struct nearest nr = {.n = 0};
     for (size_t i = 0; i < set->n; i++) {
         const struct scenario *s = set->items[i];
-        if (strcmp(s->api, req->api) != 0)
-            continue;
-        size_t d = edit_distance(req->forced, s->name);
-        int at = n;
-        while (at > 0 && d < dist[at - 1])
-            at--;
-        if (at >= NEAREST)
-            continue;
-        for (int k = (n < NEAREST ? n : NEAREST - 1); k > at; k--) {
-            near[k] = near[k - 1];
-            dist[k] = dist[k - 1];
-        }
-        near[at] = s;
-        dist[at] = d;
-        if (n < NEAREST)
-            n++;
+        if (strcmp(s->api, req->api) == 0)
+            nearest_offer(&nr, s, (long)edit_distance(req->forced, s->name));
     }
+    const struct scenario *const *near = nr.s;
+    int n = nr.n;
     for (int i = 0; i < n; i++) {
         if (i)
             put(b, ",");
