@@ -246,25 +246,30 @@ int fixtures_load(struct fixtures *f, const char *dir, struct problems *p)
     return p->count - before;
 }
 
-/* The API of a fixture file: the name of the directory holding it. NULL,
- * with a problem added, when that is neither mesh nor onlyoffice. */
+const char *fixtures_dir_api(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return NULL;
+    const char *parent = slash;
+    while (parent > path && parent[-1] != '/')
+        parent--;
+    size_t n = (size_t)(slash - parent);
+    if (n == 4 && strncmp(parent, "mesh", 4) == 0)
+        return "mesh";
+    if (n == 10 && strncmp(parent, "onlyoffice", 10) == 0)
+        return "onlyoffice";
+    return NULL;
+}
+
+/* The API of a fixture file: the name of the directory holding it (mesh
+ * for a bare file name). NULL, with a problem added, when that is neither. */
 static const char *file_api(const char *path, struct problems *p)
 {
-    char copy[4096];
-    snprintf(copy, sizeof copy, "%s", path);
-    char *slash = strrchr(copy, '/');
-    const char *api = "mesh";
-    if (slash) {
-        *slash = '\0';
-        char *parent = strrchr(copy, '/');
-        api = parent ? parent + 1 : copy;
-    }
-    if (strcmp(api, "mesh") == 0)
-        return "mesh";
-    if (strcmp(api, "onlyoffice") == 0)
-        return "onlyoffice";
-    problems_add(p, path, "$", "a fixture file belongs in a mesh/ or onlyoffice/ directory");
-    return NULL;
+    const char *api = strchr(path, '/') ? fixtures_dir_api(path) : "mesh";
+    if (!api)
+        problems_add(p, path, "$", "a fixture file belongs in a mesh/ or onlyoffice/ directory");
+    return api;
 }
 
 int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p)

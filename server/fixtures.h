@@ -29,6 +29,8 @@ int fixtures_load(struct fixtures *f, const char *dir, struct problems *p);
 /* Loads one fixture file into `f` (for `authmock check`); the API is the name
  * of the directory holding it. Returns the number of problems added. */
 int fixtures_load_file(struct fixtures *f, const char *path, struct problems *p);
+/* "mesh" or "onlyoffice" when the directory holding `path` is named so, else NULL. */
+const char *fixtures_dir_api(const char *path);
 /* The same for `len` bytes of `text` said to be the file at `path` (whose
  * directory names the API), without reading it. */
 int fixtures_load_text(struct fixtures *f, const char *path, const char *text, size_t len,

@@ -54,16 +54,8 @@ static int check_file(const char *path, struct scenario_set *set, struct fixture
     cJSON *doc = json_parse(text, len, &off);
     /* Outside a fixtures directory (mesh/, onlyoffice/), JSON that is no
      * object is a broken scenario, as start-up reports it. */
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path) : 0;
-    const char *parent = path + dirlen;
-    while (parent > path && parent[-1] != '/')
-        parent--;
-    size_t plen = (size_t)(path + dirlen - parent);
-    int fixture_dir = (plen == 4 && strncmp(parent, "mesh", 4) == 0) ||
-                      (plen == 10 && strncmp(parent, "onlyoffice", 10) == 0);
     int scenario = !doc || cJSON_GetObjectItemCaseSensitive(doc, "states") != NULL ||
-                   (!cJSON_IsObject(doc) && !fixture_dir);
+                   (!cJSON_IsObject(doc) && !fixtures_dir_api(path));
     cJSON_Delete(doc);
     int ok = 0;
     if (scenario) {
