@@ -46,6 +46,8 @@ enum {
 };
 
 static atomic_int starting;
+/* This thread's heap has been advised (open_state also runs on the main thread). */
+static _Thread_local int advised_here;
 
 /* What was advised, so that serving can take the advice back. */
 static pthread_mutex_t advised_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -129,12 +131,14 @@ void heap_start_up(void)
     if (p)
         advise_heap_of(p);
     free(p);
+    advised_here = 1;
 }
 
 void heap_this_thread(void)
 {
-    if (!atomic_load(&starting))
+    if (!atomic_load(&starting) || advised_here)
         return;
+    advised_here = 1;
     /* A thread's first block creates its heap, already the pad's size. */
     void *p = malloc(64);
     if (p)
